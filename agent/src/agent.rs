@@ -1,0 +1,230 @@
+//! The agent: the debug server on its own named thread, with its own
+//! current-thread runtime, so that it answers even when every worker of the
+//! app is blocked.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::config;
+use crate::http::{self, Shared};
+use crate::Error;
+
+/// Configures and starts the [`Agent`]. Every setting has a default and a
+/// `TASKSCOPE_*` environment variable that overrides it.
+///
+/// ```no_run
+/// # fn main() -> Result<(), taskscope::Error> {
+/// let agent = taskscope::Agent::builder()
+///     .addr("127.0.0.1:0".parse().unwrap())
+///     .start()?;
+/// println!("browse http://{}/debug/pprof/", agent.local_addr().unwrap());
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until start() is called"]
+pub struct Builder {
+    addr: SocketAddr,
+    serve: bool,
+    token: Option<String>,
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            addr: config::DEFAULT_ADDR.parse().expect("the default address parses"),
+            serve: true,
+            token: None,
+            runtime: None,
+        }
+    }
+}
+
+impl Builder {
+    /// The address of the debug endpoint. Default `127.0.0.1:6060`; port 0
+    /// picks a free port. Env: `TASKSCOPE_ADDR` (`off` serves no port, for
+    /// apps that mount [`Agent::router`] themselves).
+    pub fn addr(mut self, addr: SocketAddr) -> Self {
+        self.addr = addr;
+        self
+    }
+
+    /// Whether to listen on [`addr`](Self::addr) at all. Default `true`;
+    /// turn it off to only mount [`Agent::router`] into the app's server.
+    pub fn serve(mut self, serve: bool) -> Self {
+        self.serve = serve;
+        self
+    }
+
+    /// Require `Authorization: Bearer <token>` on every request. Default:
+    /// none. Env: `TASKSCOPE_TOKEN`.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// The runtime whose workers to report. Default: the runtime `start` is
+    /// called from, if any.
+    pub fn runtime(mut self, handle: tokio::runtime::Handle) -> Self {
+        self.runtime = Some(handle);
+        self
+    }
+
+    /// Applies the environment's overrides.
+    fn with_env(mut self) -> Result<Self, Error> {
+        match std::env::var(config::ADDR).ok().as_deref().map(str::trim) {
+            Some("off") => self.serve = false,
+            _ => {
+                if let Some(addr) = config::env_addr()? {
+                    self.addr = addr;
+                }
+            }
+        }
+        if let Some(token) = config::env_token() {
+            self.token = Some(token);
+        }
+        Ok(self)
+    }
+
+    /// Starts the agent: binds the endpoint, starts its thread, and prints
+    /// `taskscope: listening on http://<addr>/debug/pprof/` on stderr.
+    ///
+    /// With `TASKSCOPE_DISABLE=1` nothing is started and the returned agent
+    /// serves nothing.
+    pub fn start(self) -> Result<Agent, Error> {
+        if config::disabled() {
+            return Ok(Agent::disabled());
+        }
+        let mut b = self.with_env()?;
+        if b.runtime.is_none() {
+            b.runtime = tokio::runtime::Handle::try_current().ok();
+        }
+        let shared = Arc::new(Shared { runtime: b.runtime.clone(), token: b.token.clone() });
+        if !b.serve {
+            return Ok(Agent { local_addr: None, shared, _server: None });
+        }
+
+        let listener = std::net::TcpListener::bind(b.addr)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .map_err(|source| Error::Bind { addr: b.addr, source })?;
+        let local_addr = listener.local_addr().map_err(Error::Start)?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let router = http::router(shared.clone());
+        let thread = std::thread::Builder::new()
+            .name("taskscope".into())
+            .spawn(move || serve(listener, router, stopped))
+            .map_err(Error::Start)?;
+        eprintln!("taskscope: listening on http://{local_addr}/debug/pprof/");
+        Ok(Agent {
+            local_addr: Some(local_addr),
+            shared,
+            _server: Some(Server { stop: Some(stop), thread: Some(thread) }),
+        })
+    }
+}
+
+/// Runs the server until `stopped` fires; on its own current-thread runtime,
+/// never the app's.
+fn serve(listener: std::net::TcpListener, router: axum::Router, stopped: tokio::sync::oneshot::Receiver<()>) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_name("taskscope-blocking")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("taskscope: could not start the agent's runtime: {e}; the endpoint is down");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("taskscope: could not serve: {e}; the endpoint is down");
+                return;
+            }
+        };
+        let server = axum::serve(listener, router);
+        tokio::select! {
+            result = server => {
+                if let Err(e) = result {
+                    eprintln!("taskscope: the endpoint stopped: {e}");
+                }
+            }
+            _ = stopped => {}
+        }
+    });
+}
+
+#[derive(Debug)]
+struct Server {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The running agent. Dropping it stops the debug server.
+///
+/// ```no_run
+/// # async fn app() {
+/// let agent = taskscope::init();
+/// // Serve the endpoints from the app's own axum server instead:
+/// let app: axum::Router = axum::Router::new().merge(agent.router());
+/// # }
+/// ```
+#[derive(Debug)]
+#[must_use = "dropping the agent stops its debug server"]
+pub struct Agent {
+    local_addr: Option<SocketAddr>,
+    shared: Arc<Shared>,
+    /// Stops and joins the server thread when dropped.
+    _server: Option<Server>,
+}
+
+impl Agent {
+    /// A builder with every setting at its default.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// An agent that serves nothing, as with `TASKSCOPE_DISABLE=1`.
+    pub fn disabled() -> Agent {
+        Agent { local_addr: None, shared: Arc::default(), _server: None }
+    }
+
+    /// The address the endpoint listens on; `None` when it serves no port.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local_addr
+    }
+
+    /// The endpoints as an axum `Router`, to mount into the app's own server.
+    pub fn router(&self) -> axum::Router {
+        http::router(self.shared.clone())
+    }
+}
+
+/// Starts the agent with its default settings and the environment's
+/// overrides. Errors (a busy port, a bad variable) are reported on stderr and
+/// the app runs on with an agent that serves nothing.
+pub fn init() -> Agent {
+    try_init().unwrap_or_else(|e| {
+        eprintln!("taskscope: {e}; the agent is not running");
+        Agent::disabled()
+    })
+}
+
+/// Like [`init`], but returns the error.
+pub fn try_init() -> Result<Agent, Error> {
+    Agent::builder().start()
+}

@@ -1,0 +1,167 @@
+//! HTTP: the axum router of the debug endpoint. Paths, parameters, content
+//! types and error codes follow Go's `net/http/pprof`.
+
+mod error;
+mod params;
+
+use std::sync::Arc;
+
+use axum::extract::{RawQuery, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::Router;
+
+pub(crate) use error::HttpError;
+use params::Params;
+
+use crate::render;
+use crate::snapshot::{self, Snapshot};
+
+/// What the handlers share.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    pub(crate) runtime: Option<tokio::runtime::Handle>,
+    pub(crate) token: Option<String>,
+}
+
+type AppState = Arc<Shared>;
+
+/// The router of every endpoint.
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/debug/pprof", get(|| async { Redirect::permanent("/debug/pprof/") }))
+        .route("/debug/pprof/", get(index))
+        .route("/debug/pprof/tasks", get(tasks))
+        .route("/debug/pprof/goroutine", get(tasks))
+        .route("/debug/pprof/{profile}", get(unknown_profile))
+        .route("/debug/taskscope/api/snapshot", get(snapshot_json))
+        .fallback(not_found)
+        .method_not_allowed_fallback(|| async {
+            HttpError { status: StatusCode::METHOD_NOT_ALLOWED, reason: "method not allowed: use GET".into() }
+        })
+        .layer(middleware::from_fn_with_state(shared.clone(), guard))
+        .with_state(shared)
+}
+
+/// Runs on every request: the bearer token, and `nosniff` on every answer.
+async fn guard(State(shared): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(token) = &shared.token {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
+            let mut r = HttpError {
+                status: StatusCode::UNAUTHORIZED,
+                reason: "missing or wrong bearer token: send Authorization: Bearer <TASKSCOPE_TOKEN>".into(),
+            }
+            .into_response();
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return nosniff(r);
+        }
+    }
+    nosniff(next.run(request).await)
+}
+
+fn nosniff(mut r: Response) -> Response {
+    r.headers_mut().insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    r
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, &x) in a.iter().enumerate() {
+        diff |= (x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0)) as usize;
+    }
+    diff == 0
+}
+
+/// Takes a snapshot and renders it on a blocking thread, so that a large
+/// snapshot never stalls the runtime serving the request (the app's, when
+/// the router is mounted into the app's own server). A panic becomes a 500.
+async fn with_snapshot<T: Send + 'static>(
+    shared: &AppState,
+    render: impl FnOnce(Snapshot) -> T + Send + 'static,
+) -> Result<T, HttpError> {
+    let runtime = shared.runtime.clone();
+    tokio::task::spawn_blocking(move || {
+        let snapshot = snapshot::take(crate::tasks::registry(), runtime.as_ref());
+        render(snapshot)
+    })
+    .await
+    .map_err(|e| {
+        crate::health::count_panic();
+        HttpError::internal(format!("taskscope failed to render this page (counted): {e}"))
+    })
+}
+
+fn text(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+}
+
+/// A gzip'd profile, with Go's headers.
+pub(crate) fn profile_response(name: &str, body: Vec<u8>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn index(State(shared): State<AppState>) -> Result<Response, HttpError> {
+    let page = with_snapshot(&shared, |s| render::index::page(&s)).await?;
+    Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response())
+}
+
+async fn tasks(State(shared): State<AppState>, RawQuery(query): RawQuery) -> Result<Response, HttpError> {
+    let debug = Params::parse(query.as_deref())?.debug()?;
+    Ok(match debug {
+        0 => {
+            let body = with_snapshot(&shared, |s| render::pprof::tasks_profile(&s).gzip()).await?;
+            profile_response("goroutine", body)
+        }
+        1 => text(with_snapshot(&shared, |s| render::text::grouped(&s)).await?),
+        _ => text(with_snapshot(&shared, |s| render::text::per_task(&s)).await?),
+    })
+}
+
+async fn snapshot_json(
+    State(shared): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, HttpError> {
+    let selection = Params::parse(query.as_deref())?.task_query()?;
+    let body = with_snapshot(&shared, move |mut s| {
+        selection.apply(&mut s);
+        render::json::snapshot(&s)
+    })
+    .await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+async fn unknown_profile() -> HttpError {
+    HttpError::not_found("Unknown profile")
+}
+
+async fn not_found() -> HttpError {
+    HttpError::not_found("not found: the profiles are listed at /debug/pprof/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn token_comparison_is_exact() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"secret"));
+        assert!(!constant_time_eq(b"secret", b""));
+    }
+}

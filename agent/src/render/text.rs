@@ -1,0 +1,96 @@
+//! Text task dumps in the shapes of Go's `goroutine?debug=1` and `debug=2`.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+
+use crate::clock::human;
+use crate::snapshot::{Snapshot, State};
+
+/// One group of `debug=1`: the tasks of one spawn site.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Group {
+    pub(crate) site: u32,
+    pub(crate) running: u64,
+    pub(crate) idle: u64,
+    /// The longest time any task of the group has been idle.
+    pub(crate) max_idle_ms: u64,
+}
+
+impl Group {
+    pub(crate) fn count(&self) -> u64 {
+        self.running + self.idle
+    }
+}
+
+/// Live tasks grouped by spawn site, largest group first.
+pub(crate) fn groups(snapshot: &Snapshot) -> Vec<Group> {
+    let mut by_site: HashMap<u32, Group> = HashMap::new();
+    for t in &snapshot.tasks {
+        let g = by_site.entry(t.site).or_insert(Group { site: t.site, running: 0, idle: 0, max_idle_ms: 0 });
+        match t.state {
+            State::Running => g.running += 1,
+            State::Idle => g.idle += 1,
+        }
+        g.max_idle_ms = g.max_idle_ms.max(t.idle_ms);
+    }
+    let mut groups: Vec<Group> = by_site.into_values().collect();
+    groups.sort_by(|a, b| {
+        b.count().cmp(&a.count()).then_with(|| snapshot.location(a.site).cmp(snapshot.location(b.site)))
+    });
+    groups
+}
+
+fn notice(out: &mut String, snapshot: &Snapshot) {
+    if let Some(problem) = snapshot.agent.problem {
+        let _ = writeln!(out, "# task tracking is off: {problem}");
+    }
+    if snapshot.agent.dropped.tasks > 0 {
+        let _ = writeln!(
+            out,
+            "# {} spawns were not tracked because the task table was full (TASKSCOPE_MAX_TASKS={})",
+            snapshot.agent.dropped.tasks, snapshot.agent.max_tasks
+        );
+    }
+}
+
+/// `debug=1`: tasks grouped by spawn site, with counts, as Go groups
+/// goroutines by stack (`N @ ...`).
+pub(crate) fn grouped(snapshot: &Snapshot) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "tasks profile: total {}", snapshot.tasks_total);
+    notice(&mut out, snapshot);
+    for g in groups(snapshot) {
+        let site = &snapshot.sites[g.site as usize];
+        let _ = writeln!(out, "{} @ spawned at {}", g.count(), site.location);
+        let _ = writeln!(
+            out,
+            "#\t{} idle, {} running; longest idle {}; spawned {}, completed {}, peak live {}",
+            g.idle,
+            g.running,
+            human(g.max_idle_ms),
+            site.spawned,
+            site.completed,
+            site.peak_live
+        );
+        out.push('\n');
+    }
+    out
+}
+
+/// `debug=2`: one block per task, in Go's shape: `task 42 [idle, 5 minutes]:`,
+/// its numbers, then `spawned at file:line:col`, blocks separated by a blank
+/// line. Tasks are listed by id.
+pub(crate) fn per_task(snapshot: &Snapshot) -> String {
+    let mut out = String::with_capacity(snapshot.tasks.len() * 128 + 256);
+    notice(&mut out, snapshot);
+    let mut order: Vec<usize> = (0..snapshot.tasks.len()).collect();
+    order.sort_unstable_by_key(|&i| snapshot.tasks[i].id);
+    for i in order {
+        let t = &snapshot.tasks[i];
+        let _ = writeln!(out, "task {} [{}, {}]:", t.id, t.state.as_str(), human(t.state_ms()));
+        let _ = writeln!(out, "\tpolls: {}, busy: {}, age: {}", t.polls, human(t.busy_ms), human(t.age_ms));
+        let _ = writeln!(out, "spawned at {}", snapshot.location(t.site));
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,278 @@
+//! A snapshot: a plain copy of the registry and the runtime's workers, taken
+//! off the hot path. Everything downstream (detect, render, http) reads
+//! snapshots only.
+
+use serde::Serialize;
+
+use crate::clock;
+use crate::tasks::{self, Registry, TaskRecord};
+
+/// Whether a task is inside a poll.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum State {
+    Running,
+    Idle,
+}
+
+impl State {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            State::Running => "running",
+            State::Idle => "idle",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Task {
+    pub(crate) id: u64,
+    pub(crate) state: State,
+    /// Index into [`Snapshot::sites`]; [`Snapshot::location`] names it.
+    pub(crate) site: u32,
+    pub(crate) polls: u64,
+    pub(crate) busy_ms: u64,
+    pub(crate) age_ms: u64,
+    /// Time since the last poll ended; 0 while running.
+    pub(crate) idle_ms: u64,
+    /// Time since the current poll started; 0 while idle.
+    pub(crate) running_ms: u64,
+}
+
+impl Task {
+    /// How long the task has been in its current state.
+    pub(crate) fn state_ms(&self) -> u64 {
+        self.idle_ms.max(self.running_ms)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Site {
+    pub(crate) id: u32,
+    /// `file:line:col`, or `<other>` for spawns past the site table's cap.
+    pub(crate) location: String,
+    pub(crate) live: u64,
+    pub(crate) running: u64,
+    pub(crate) idle: u64,
+    pub(crate) spawned: u64,
+    pub(crate) completed: u64,
+    pub(crate) peak_live: u64,
+    /// Live count sampled once a second, oldest first.
+    pub(crate) history: Vec<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct CompletedTask {
+    pub(crate) id: u64,
+    pub(crate) spawned_at: String,
+    pub(crate) polls: u64,
+    pub(crate) busy_ms: u64,
+    pub(crate) lived_ms: u64,
+    pub(crate) ended_ms_ago: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Worker {
+    pub(crate) index: usize,
+    pub(crate) polls: Option<u64>,
+    pub(crate) parks: u64,
+    pub(crate) busy_ms: u64,
+    pub(crate) steals: Option<u64>,
+    pub(crate) local_queue: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Features {
+    pub(crate) tokio_unstable: bool,
+    pub(crate) task_tracking: bool,
+    pub(crate) deep: bool,
+    pub(crate) cpu: bool,
+    pub(crate) heap: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Dropped {
+    /// Spawns not tracked because the task table was full.
+    pub(crate) tasks: u64,
+    /// Spawns counted under `<other>` because the site table was full.
+    pub(crate) sites_overflowed: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct AgentInfo {
+    pub(crate) version: &'static str,
+    pub(crate) features: Features,
+    /// Why task tracking is off and how to turn it on; absent when it is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) problem: Option<&'static str>,
+    pub(crate) dropped: Dropped,
+    pub(crate) panics: u64,
+    pub(crate) uptime_ms: u64,
+    pub(crate) snapshot_ms: u64,
+    pub(crate) max_tasks: u32,
+    pub(crate) max_sites: u32,
+    pub(crate) completed_kept: usize,
+    /// Address space reserved by the registry (pages are touched as used).
+    pub(crate) reserved_bytes: usize,
+    pub(crate) bytes_per_task: usize,
+}
+
+/// Empty until the detectors land; kept so the JSON shape is stable.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Finding {}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Snapshot {
+    pub(crate) tasks: Vec<Task>,
+    /// Live tasks in all, before any paging of `tasks`.
+    pub(crate) tasks_total: usize,
+    pub(crate) sites: Vec<Site>,
+    pub(crate) completed: Vec<CompletedTask>,
+    pub(crate) workers: Vec<Worker>,
+    pub(crate) findings: Vec<Finding>,
+    pub(crate) agent: AgentInfo,
+}
+
+impl Snapshot {
+    /// Where tasks of `site` were spawned.
+    pub(crate) fn location(&self, site: u32) -> &str {
+        self.sites.get(site as usize).map_or("<unknown>", |s| s.location.as_str())
+    }
+}
+
+fn location_of(sites: &[tasks::SiteCounts], site: u32) -> String {
+    match sites.get(site as usize).and_then(|s| s.location) {
+        Some(l) => format!("{}:{}:{}", l.file(), l.line(), l.column()),
+        None => "<other>".to_string(),
+    }
+}
+
+/// Takes a snapshot of `registry` (if any) and of the runtime's workers.
+pub(crate) fn take(registry: Option<&Registry>, runtime: Option<&tokio::runtime::Handle>) -> Snapshot {
+    let started = std::time::Instant::now();
+    let now = clock::precise_ms();
+    let (records, site_counts, completed) = match registry {
+        Some(r) => (r.tasks(), r.sites(), r.completed()),
+        None => (Vec::new(), Vec::new(), Vec::new()),
+    };
+    let locations: Vec<String> =
+        (0..site_counts.len() as u32).map(|s| location_of(&site_counts, s)).collect();
+
+    let mut running = vec![0u64; site_counts.len()];
+    let tasks: Vec<Task> = records
+        .iter()
+        .map(|r: &TaskRecord| {
+            let since = now.saturating_sub(r.last_ms);
+            if r.running {
+                if let Some(n) = running.get_mut(r.site as usize) {
+                    *n += 1;
+                }
+            }
+            Task {
+                id: r.id,
+                state: if r.running { State::Running } else { State::Idle },
+                site: r.site,
+                polls: r.polls,
+                busy_ms: r.busy_ms,
+                age_ms: now.saturating_sub(r.spawned_ms),
+                idle_ms: if r.running { 0 } else { since },
+                running_ms: if r.running { since } else { 0 },
+            }
+        })
+        .collect();
+
+    let sites = site_counts
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let live = c.spawned.saturating_sub(c.completed);
+            Site {
+                id: i as u32,
+                location: locations[i].clone(),
+                live,
+                running: running[i],
+                idle: live.saturating_sub(running[i]),
+                spawned: c.spawned,
+                completed: c.completed,
+                peak_live: c.peak,
+                history: c.history.clone(),
+            }
+        })
+        .collect();
+
+    let completed = completed
+        .iter()
+        .map(|c| {
+            let spawned_ms = c.spawned & ((1 << 48) - 1);
+            CompletedTask {
+                id: c.id,
+                spawned_at: locations.get((c.spawned >> 48) as usize).cloned().unwrap_or_default(),
+                polls: c.polls,
+                busy_ms: c.busy_ms,
+                lived_ms: c.ended_ms.saturating_sub(spawned_ms),
+                ended_ms_ago: now.saturating_sub(c.ended_ms),
+            }
+        })
+        .collect();
+
+    let problem = crate::health::tracking_problem();
+    let agent = AgentInfo {
+        version: env!("CARGO_PKG_VERSION"),
+        features: Features {
+            tokio_unstable: cfg!(tokio_unstable),
+            task_tracking: problem.is_none(),
+            deep: false,
+            cpu: false,
+            heap: false,
+        },
+        problem,
+        dropped: Dropped {
+            tasks: registry.map_or(0, |r| r.dropped_tasks.load(std::sync::atomic::Ordering::Relaxed)),
+            sites_overflowed: registry
+                .map_or(0, |r| r.sites.overflowed.load(std::sync::atomic::Ordering::Relaxed)),
+        },
+        panics: crate::health::panics(),
+        uptime_ms: now,
+        snapshot_ms: 0,
+        max_tasks: registry.map_or(0, |r| r.capacity.tasks),
+        max_sites: registry.map_or(0, |r| r.capacity.sites),
+        completed_kept: registry.map_or(0, |r| r.capacity.completed),
+        reserved_bytes: registry.map_or(0, |r| r.reserved_bytes()),
+        bytes_per_task: registry.map_or(0, |r| r.bytes_per_task()),
+    };
+
+    let mut snapshot = Snapshot {
+        tasks_total: tasks.len(),
+        tasks,
+        sites,
+        completed,
+        workers: runtime.map(workers).unwrap_or_default(),
+        findings: Vec::new(),
+        agent,
+    };
+    snapshot.agent.snapshot_ms = started.elapsed().as_millis() as u64;
+    snapshot
+}
+
+fn workers(handle: &tokio::runtime::Handle) -> Vec<Worker> {
+    let m = handle.metrics();
+    (0..m.num_workers())
+        .map(|i| Worker {
+            index: i,
+            #[cfg(tokio_unstable)]
+            polls: Some(m.worker_poll_count(i)),
+            #[cfg(not(tokio_unstable))]
+            polls: None,
+            parks: m.worker_park_count(i),
+            busy_ms: m.worker_total_busy_duration(i).as_millis() as u64,
+            #[cfg(tokio_unstable)]
+            steals: Some(m.worker_steal_count(i)),
+            #[cfg(not(tokio_unstable))]
+            steals: None,
+            #[cfg(tokio_unstable)]
+            local_queue: Some(m.worker_local_queue_depth(i)),
+            #[cfg(not(tokio_unstable))]
+            local_queue: None,
+        })
+        .collect()
+}

@@ -1,0 +1,220 @@
+//! tokio's runtime hooks, wired to the process-wide registry.
+//!
+//! Each hook reads one thread-local, one coarse-clock word, and the slot of
+//! the task at hand. The thread-local also remembers the task being polled,
+//! for later consumers such as the heap sampler.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::OnceLock;
+
+use super::registry::Registry;
+use super::slab::Cache;
+
+static REGISTRY: OnceLock<Registry> = OnceLock::new();
+
+/// The process-wide registry, if a runtime has been instrumented.
+pub(crate) fn registry() -> Option<&'static Registry> {
+    REGISTRY.get()
+}
+
+fn init_registry() -> &'static Registry {
+    REGISTRY.get_or_init(|| {
+        let capacity = crate::config::capacity_from_env();
+        crate::clock::start_ticker(|| {
+            if let Some(r) = registry() {
+                r.sites.sample();
+            }
+        });
+        Registry::new(capacity)
+    })
+}
+
+/// Per-thread state of the hooks.
+struct Local {
+    cache: Cell<Cache>,
+    shard: usize,
+    /// Slot + 1 of the task being polled on this thread, 0 if none.
+    current_slot: Cell<u32>,
+    current_id: Cell<u64>,
+    current_start: Cell<u64>,
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        if let Some(r) = registry() {
+            let mut cache = self.cache.take();
+            r.flush(&mut cache);
+        }
+    }
+}
+
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static LOCAL: Local = Local {
+        cache: Cell::new(Cache::default()),
+        shard: NEXT_SHARD.fetch_add(1, Relaxed),
+        current_slot: Cell::new(0),
+        current_id: Cell::new(0),
+        current_start: Cell::new(0),
+    };
+}
+
+/// Runs `f` with this thread's cache; falls back to a temporary cache (and
+/// flushes it) while the thread-local is being torn down.
+#[inline]
+fn with_cache<R>(r: &Registry, f: impl FnOnce(&mut Cache, usize) -> R) -> R {
+    let mut f = Some(f);
+    let out = LOCAL.try_with(|local| {
+        let mut cache = local.cache.take();
+        let out = (f.take().expect("called once"))(&mut cache, local.shard);
+        local.cache.set(cache);
+        out
+    });
+    match out {
+        Ok(out) => out,
+        Err(_) => {
+            let mut cache = Cache::default();
+            let out = (f.take().expect("not called yet"))(&mut cache, 0);
+            r.flush(&mut cache);
+            out
+        }
+    }
+}
+
+/// tokio's `task::Id` has no public integer accessor; its `Hash` writes the
+/// id as one `u64`, which this hasher keeps.
+#[cfg(tokio_unstable)]
+#[inline(always)]
+fn id_of(id: tokio::task::Id) -> u64 {
+    use std::hash::{Hash, Hasher};
+    #[derive(Default)]
+    struct Keep(u64);
+    impl Hasher for Keep {
+        fn finish(&self) -> u64 {
+            self.0
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            for &b in bytes {
+                self.0 = (self.0 << 8) | b as u64;
+            }
+        }
+        fn write_u64(&mut self, n: u64) {
+            self.0 = n;
+        }
+    }
+    let mut h = Keep::default();
+    id.hash(&mut h);
+    h.finish()
+}
+
+#[cfg(tokio_unstable)]
+mod installed {
+    use super::*;
+    use crate::clock::coarse_ms;
+    use tokio::runtime::TaskMeta;
+
+    pub(super) fn on_spawn(r: &'static Registry, meta: &TaskMeta<'_>) {
+        let id = id_of(meta.id());
+        let now = coarse_ms();
+        with_cache(r, |cache, shard| {
+            r.spawn(cache, shard, id, meta.spawned_at(), now);
+        });
+    }
+
+    pub(super) fn on_terminate(r: &'static Registry, meta: &TaskMeta<'_>) {
+        let id = id_of(meta.id());
+        let now = coarse_ms();
+        with_cache(r, |cache, shard| r.terminate(cache, shard, id, now));
+    }
+
+    #[inline]
+    pub(super) fn on_poll_start(r: &'static Registry, meta: &TaskMeta<'_>) {
+        let id = id_of(meta.id());
+        let slot = r.lookup(id);
+        let now = coarse_ms();
+        if let Some(slot) = slot {
+            r.poll_start(slot, now);
+        }
+        let _ = LOCAL.try_with(|l| {
+            l.current_slot.set(slot.map_or(0, |s| s + 1));
+            l.current_id.set(id);
+            l.current_start.set(now);
+        });
+    }
+
+    #[inline]
+    pub(super) fn on_poll_end(r: &'static Registry, meta: &TaskMeta<'_>) {
+        let id = id_of(meta.id());
+        let now = coarse_ms();
+        let current = LOCAL
+            .try_with(|l| {
+                let slot = l.current_slot.replace(0);
+                (slot != 0 && l.current_id.get() == id).then(|| (slot - 1, l.current_start.get()))
+            })
+            .ok()
+            .flatten();
+        match current {
+            Some((slot, started)) => r.poll_end(slot, Some(started), now),
+            // Nested polls (a LocalSet inside a task) lose the start time of
+            // the outer poll; its end is still recorded.
+            None => {
+                if let Some(slot) = r.lookup(id) {
+                    r.poll_end(slot, None, now);
+                }
+            }
+        }
+    }
+}
+
+/// Installs taskscope's hooks on a runtime builder that the app configures
+/// itself. `#[taskscope::main]` does this for you.
+///
+/// With `TASKSCOPE_DISABLE=1`, or when built without `--cfg tokio_unstable`
+/// (tokio's hooks need it), the builder is returned unchanged.
+///
+/// ```
+/// let mut builder = tokio::runtime::Builder::new_multi_thread();
+/// builder.enable_all();
+/// taskscope::instrument(&mut builder);
+/// let runtime = builder.build().unwrap();
+/// runtime.block_on(async {
+///     tokio::spawn(async {}).await.unwrap();
+/// });
+/// ```
+pub fn instrument(builder: &mut tokio::runtime::Builder) -> &mut tokio::runtime::Builder {
+    if crate::config::disabled() {
+        return builder;
+    }
+    #[cfg(tokio_unstable)]
+    {
+        let r = init_registry();
+        builder
+            .on_task_spawn(move |meta| installed::on_spawn(r, meta))
+            .on_task_terminate(move |meta| installed::on_terminate(r, meta))
+            .on_before_task_poll(move |meta| installed::on_poll_start(r, meta))
+            .on_after_task_poll(move |meta| installed::on_poll_end(r, meta));
+        crate::health::note_instrumented();
+    }
+    #[cfg(not(tokio_unstable))]
+    {
+        let _ = init_registry;
+    }
+    builder
+}
+
+#[cfg(all(test, tokio_unstable))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_id_hasher_recovers_tokio_ids() {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let handle = rt.spawn(async { tokio::task::id() });
+        let id = handle.id();
+        let inside = rt.block_on(handle).unwrap();
+        assert_eq!(id, inside);
+        assert_eq!(id_of(id).to_string(), id.to_string());
+    }
+}

@@ -1,0 +1,15 @@
+//! Tasks: tokio's runtime hooks feed a registry of live tasks and spawn sites.
+//! This is the hot path: no locks, no clock reads, no shared counters; the
+//! agent copies it into a [`Snapshot`](crate::Snapshot) off the hot path.
+
+mod completed;
+mod hooks;
+mod index;
+mod registry;
+mod sites;
+mod slab;
+
+pub use hooks::instrument;
+pub(crate) use hooks::registry;
+pub(crate) use registry::{Capacity, Registry, TaskRecord};
+pub(crate) use sites::SiteCounts;
