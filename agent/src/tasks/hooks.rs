@@ -30,14 +30,32 @@ fn init_registry() -> &'static Registry {
     })
 }
 
-/// Per-thread state of the hooks.
+/// Per-thread state of the hooks that needs a destructor.
 struct Local {
     cache: Cell<Cache>,
     shard: usize,
-    /// Slot + 1 of the task being polled on this thread, 0 if none.
-    current_slot: Cell<u32>,
-    current_id: Cell<u64>,
-    current_start: Cell<u64>,
+}
+
+/// The task being polled on a thread. Kept in a `const` thread-local with no
+/// destructor, so that it can be read from anywhere, the allocator included.
+#[derive(Debug, Clone, Copy)]
+struct Polling {
+    id: u64,
+    site: u32,
+    /// Slot + 1; 0 when no tracked task is being polled.
+    slot: u32,
+    start: u64,
+}
+
+thread_local! {
+    static POLLING: Cell<Polling> = const { Cell::new(Polling { id: 0, site: 0, slot: 0, start: 0 }) };
+}
+
+/// The id and spawn-site index of the task being polled on this thread.
+/// Never allocates: safe to call from a global allocator.
+#[allow(dead_code)] // read by the heap sampler
+pub(crate) fn polling() -> Option<(u64, u32)> {
+    POLLING.try_with(|p| p.get()).ok().filter(|p| p.slot != 0).map(|p| (p.id, p.site))
 }
 
 impl Drop for Local {
@@ -55,9 +73,6 @@ thread_local! {
     static LOCAL: Local = Local {
         cache: Cell::new(Cache::default()),
         shard: NEXT_SHARD.fetch_add(1, Relaxed),
-        current_slot: Cell::new(0),
-        current_id: Cell::new(0),
-        current_start: Cell::new(0),
     };
 }
 
@@ -132,26 +147,23 @@ mod installed {
     #[inline]
     pub(super) fn on_poll_start(r: &'static Registry, meta: &TaskMeta<'_>) {
         let id = id_of(meta.id());
-        let slot = r.lookup(id);
         let now = coarse_ms();
-        if let Some(slot) = slot {
-            r.poll_start(slot, now);
-        }
-        let _ = LOCAL.try_with(|l| {
-            l.current_slot.set(slot.map_or(0, |s| s + 1));
-            l.current_id.set(id);
-            l.current_start.set(now);
-        });
+        let polling = match r.lookup(id) {
+            Some(slot) => Polling { id, site: r.poll_start(slot, now), slot: slot + 1, start: now },
+            None => Polling { id, site: 0, slot: 0, start: now },
+        };
+        let _ = POLLING.try_with(|p| p.set(polling));
     }
 
     #[inline]
     pub(super) fn on_poll_end(r: &'static Registry, meta: &TaskMeta<'_>) {
         let id = id_of(meta.id());
         let now = coarse_ms();
-        let current = LOCAL
-            .try_with(|l| {
-                let slot = l.current_slot.replace(0);
-                (slot != 0 && l.current_id.get() == id).then(|| (slot - 1, l.current_start.get()))
+        let current = POLLING
+            .try_with(|p| {
+                let polling = p.get();
+                p.set(Polling { slot: 0, ..polling });
+                (polling.slot != 0 && polling.id == id).then(|| (polling.slot - 1, polling.start))
             })
             .ok()
             .flatten();

@@ -10,6 +10,8 @@ mod sites;
 mod slab;
 
 pub use hooks::instrument;
+#[allow(unused_imports)] // read by the heap sampler
+pub(crate) use hooks::polling;
 pub(crate) use hooks::registry;
 pub(crate) use registry::{Capacity, Registry, TaskRecord};
 pub(crate) use sites::SiteCounts;

@@ -100,14 +100,15 @@ impl Registry {
         self.index.get(&self.slab, id)
     }
 
-    /// A poll of the task in `slot` starts.
+    /// A poll of the task in `slot` starts. Returns the task's site.
     #[inline]
-    pub(crate) fn poll_start(&self, slot: u32, now: u64) {
+    pub(crate) fn poll_start(&self, slot: u32, now: u64) -> u32 {
         let slot = self.slab.slot(slot);
         // Only the polling thread writes these fields while the task lives,
         // so a load and a store suffice; readers see either value.
         slot.polls.store(slot.polls.load(Relaxed) + 1, Relaxed);
         slot.last.store(now | RUNNING, Relaxed);
+        (slot.spawned.load(Relaxed) >> SITE_SHIFT) as u32
     }
 
     /// The poll that started at `started` ends.
