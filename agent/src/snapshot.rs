@@ -276,3 +276,67 @@ fn workers(handle: &tokio::runtime::Handle) -> Vec<Worker> {
         })
         .collect()
 }
+
+/// A small, fixed snapshot for the renderers' tests.
+#[cfg(test)]
+pub(crate) fn fixture() -> Snapshot {
+    let task = |id, state, site, polls, busy_ms, age_ms, state_ms| Task {
+        id,
+        state,
+        site,
+        polls,
+        busy_ms,
+        age_ms,
+        idle_ms: if state == State::Idle { state_ms } else { 0 },
+        running_ms: if state == State::Running { state_ms } else { 0 },
+    };
+    let site = |id, location: &str, live, running, spawned, peak_live| Site {
+        id,
+        location: location.to_string(),
+        live,
+        running,
+        idle: live - running,
+        spawned,
+        completed: spawned - live,
+        peak_live,
+        history: vec![live; 3],
+    };
+    let tasks = vec![
+        task(42, State::Idle, 1, 3, 1, 300_000, 300_000),
+        task(7, State::Running, 2, 120, 2_500, 3_000, 2_500),
+        task(43, State::Idle, 1, 1, 0, 299_000, 298_000),
+        task(9, State::Idle, 2, 15, 40, 3_000, 12),
+    ];
+    Snapshot {
+        tasks_total: tasks.len(),
+        tasks,
+        sites: vec![
+            site(0, "<other>", 0, 0, 0, 0),
+            site(1, "src/handlers.rs:12:5", 2, 0, 1_000, 2),
+            site(2, "src/main.rs:40:9", 2, 1, 2, 2),
+        ],
+        completed: Vec::new(),
+        workers: Vec::new(),
+        findings: Vec::new(),
+        agent: AgentInfo {
+            version: "0.0.0",
+            features: Features {
+                tokio_unstable: true,
+                task_tracking: true,
+                deep: false,
+                cpu: false,
+                heap: false,
+            },
+            problem: None,
+            dropped: Dropped { tasks: 0, sites_overflowed: 0 },
+            panics: 0,
+            uptime_ms: 400_000,
+            snapshot_ms: 1,
+            max_tasks: 1 << 20,
+            max_sites: 4096,
+            completed_kept: 4096,
+            reserved_bytes: 0,
+            bytes_per_task: 56,
+        },
+    }
+}

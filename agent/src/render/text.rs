@@ -94,3 +94,48 @@ pub(crate) fn per_task(snapshot: &Snapshot) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::fixture;
+
+    /// Compares with `tests/data/<name>`; `UPDATE_GOLDEN=1` rewrites it.
+    fn golden(name: &str, actual: &str) {
+        let path = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(&path, actual).unwrap();
+        }
+        let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert_eq!(actual, expected, "{name} differs from its golden file (UPDATE_GOLDEN=1 to accept)");
+    }
+
+    #[test]
+    fn debug_1_matches_its_golden_file() {
+        golden("tasks_debug1.txt", &grouped(&fixture()));
+    }
+
+    #[test]
+    fn debug_2_matches_its_golden_file() {
+        golden("tasks_debug2.txt", &per_task(&fixture()));
+    }
+
+    #[test]
+    fn groups_count_states_and_order_by_size_then_location() {
+        let g = groups(&fixture());
+        assert_eq!(g.len(), 2);
+        assert_eq!((g[0].site, g[0].idle, g[0].running, g[0].max_idle_ms), (1, 2, 0, 300_000));
+        assert_eq!((g[1].site, g[1].idle, g[1].running), (2, 1, 1));
+    }
+
+    #[test]
+    fn dumps_say_when_tracking_is_off_and_how_to_turn_it_on() {
+        let mut s = fixture();
+        s.agent.problem = crate::health::tracking_problem().or(Some("needs --cfg tokio_unstable"));
+        s.agent.dropped.tasks = 5;
+        for text in [grouped(&s), per_task(&s)] {
+            assert!(text.contains("# task tracking is off: "), "{text}");
+            assert!(text.contains("5 spawns were not tracked"), "{text}");
+        }
+    }
+}

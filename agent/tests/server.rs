@@ -1,0 +1,71 @@
+//! The server over real HTTP: it runs on its own thread, so it answers even
+//! while every worker of the app is blocked in synchronous code.
+
+use std::time::{Duration, Instant};
+
+fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let mut res = agent.get(format!("http://{addr}{path}")).call().expect("request");
+    let status = res.status().as_u16();
+    (status, res.body_mut().read_to_string().expect("body"))
+}
+
+#[test]
+fn the_endpoint_answers_while_every_worker_is_blocked() {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    b.worker_threads(2).enable_all();
+    taskscope::instrument(&mut b);
+    let rt = b.build().unwrap();
+    let agent = {
+        let _enter = rt.enter();
+        taskscope::Agent::builder().addr("127.0.0.1:0".parse().unwrap()).start().unwrap()
+    };
+    let addr = agent.local_addr().unwrap();
+
+    let (release, wait) = std::sync::mpsc::channel::<()>();
+    let wait = std::sync::Arc::new(std::sync::Mutex::new(wait));
+    let blockers: Vec<_> = (0..2)
+        .map(|_| {
+            let wait = wait.clone();
+            rt.spawn(async move {
+                // Blocks the worker thread until the test releases it.
+                let _ = wait.lock().unwrap().recv_timeout(Duration::from_secs(20));
+            })
+        })
+        .collect();
+    // Give both workers time to pick up a blocker.
+    std::thread::sleep(Duration::from_millis(300));
+
+    // Every worker is blocked: no app task can run, yet the agent answers.
+    let started = Instant::now();
+    let (status, dump) = http_get(addr, "/debug/pprof/tasks?debug=2");
+    assert_eq!(status, 200);
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    let running = dump.lines().filter(|l| l.starts_with("task ") && l.contains("[running, ")).count();
+    assert!(running >= 1, "expected the blockers to show as running:\n{dump}");
+    let (status, json) = http_get(addr, "/debug/taskscope/api/snapshot");
+    assert_eq!(status, 200);
+    assert!(json.contains("\"state\":\"running\""), "{json}");
+
+    // Unblock, and the tasks complete.
+    drop(release);
+    rt.block_on(async {
+        for b in blockers {
+            b.await.unwrap();
+        }
+    });
+    drop(agent);
+}
+
+#[test]
+fn a_busy_port_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let err = taskscope::Agent::builder().addr(addr).start().unwrap_err().to_string();
+    assert!(err.starts_with(&format!("could not listen on {addr}: ")), "{err}");
+    assert!(err.contains("TASKSCOPE_ADDR"), "{err}");
+}
