@@ -26,6 +26,7 @@ pub struct Builder {
     addr: SocketAddr,
     serve: bool,
     token: Option<String>,
+    detect: crate::detect::Settings,
     runtime: Option<tokio::runtime::Handle>,
 }
 
@@ -35,6 +36,7 @@ impl Default for Builder {
             addr: config::DEFAULT_ADDR.parse().expect("the default address parses"),
             serve: true,
             token: None,
+            detect: crate::detect::Settings::default(),
             runtime: None,
         }
     }
@@ -63,6 +65,21 @@ impl Builder {
         self
     }
 
+    /// Idle time after which a task waiting on something other than a timer
+    /// or I/O counts as stuck. Default 60 s. Env: `TASKSCOPE_STUCK_AFTER`
+    /// (`250ms`, `2s`, `5m`, `1h`).
+    pub fn stuck_after(mut self, after: std::time::Duration) -> Self {
+        self.detect.stuck_after_ms = after.as_millis() as u64;
+        self
+    }
+
+    /// Poll time after which a running task counts as blocking its worker.
+    /// Default 100 ms. Env: `TASKSCOPE_BLOCKED_AFTER`.
+    pub fn blocked_after(mut self, after: std::time::Duration) -> Self {
+        self.detect.blocked_after_ms = after.as_millis() as u64;
+        self
+    }
+
     /// The runtime whose workers to report. Default: the runtime `start` is
     /// called from, if any.
     pub fn runtime(mut self, handle: tokio::runtime::Handle) -> Self {
@@ -83,6 +100,12 @@ impl Builder {
         if let Some(token) = config::env_token() {
             self.token = Some(token);
         }
+        if let Some(after) = config::env_duration(config::STUCK_AFTER)? {
+            self.detect.stuck_after_ms = after.as_millis() as u64;
+        }
+        if let Some(after) = config::env_duration(config::BLOCKED_AFTER)? {
+            self.detect.blocked_after_ms = after.as_millis() as u64;
+        }
         Ok(self)
     }
 
@@ -99,7 +122,8 @@ impl Builder {
         if b.runtime.is_none() {
             b.runtime = tokio::runtime::Handle::try_current().ok();
         }
-        let shared = Arc::new(Shared { runtime: b.runtime.clone(), token: b.token.clone() });
+        let shared =
+            Arc::new(Shared { runtime: b.runtime.clone(), token: b.token.clone(), detect: b.detect });
         if !b.serve {
             return Ok(Agent { local_addr: None, shared, _server: None });
         }

@@ -9,6 +9,8 @@ use crate::Error;
 pub(crate) const ADDR: &str = "TASKSCOPE_ADDR";
 pub(crate) const DISABLE: &str = "TASKSCOPE_DISABLE";
 pub(crate) const TOKEN: &str = "TASKSCOPE_TOKEN";
+pub(crate) const STUCK_AFTER: &str = "TASKSCOPE_STUCK_AFTER";
+pub(crate) const BLOCKED_AFTER: &str = "TASKSCOPE_BLOCKED_AFTER";
 pub(crate) const MAX_TASKS: &str = "TASKSCOPE_MAX_TASKS";
 pub(crate) const MAX_SITES: &str = "TASKSCOPE_MAX_SITES";
 pub(crate) const COMPLETED: &str = "TASKSCOPE_COMPLETED";
@@ -34,6 +36,32 @@ pub(crate) fn parse_addr(name: &'static str, value: &str) -> Result<SocketAddr, 
         value: value.to_string(),
         expected: "a socket address such as 127.0.0.1:6060 (port 0 picks a free port)",
     })
+}
+
+/// `250ms`, `2s`, `5m`, `1h`, or a bare number of seconds.
+pub(crate) fn parse_duration(name: &'static str, value: &str) -> Result<std::time::Duration, Error> {
+    let bad = || Error::InvalidSetting {
+        name,
+        value: value.to_string(),
+        expected: "a duration such as 250ms, 2s, 5m or 1h",
+    };
+    let v = value.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (digits, unit) = v.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let ms = match unit.trim() {
+        "ms" => Some(n),
+        "" | "s" => n.checked_mul(1_000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        _ => None,
+    }
+    .ok_or_else(bad)?;
+    Ok(std::time::Duration::from_millis(ms))
+}
+
+pub(crate) fn env_duration(name: &'static str) -> Result<Option<std::time::Duration>, Error> {
+    var(name).map(|v| parse_duration(name, &v)).transpose()
 }
 
 fn parse_count(name: &'static str, value: &str, min: u64, max: u64) -> Result<u64, Error> {
@@ -76,6 +104,20 @@ pub(crate) fn capacity_from_env() -> Capacity {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_take_the_usual_units() {
+        let d = |s| parse_duration(STUCK_AFTER, s).map(|d| d.as_millis());
+        assert_eq!(d("250ms").unwrap(), 250);
+        assert_eq!(d("2s").unwrap(), 2_000);
+        assert_eq!(d("5m").unwrap(), 300_000);
+        assert_eq!(d("1h").unwrap(), 3_600_000);
+        assert_eq!(d("7").unwrap(), 7_000);
+        for bad in ["", "s", "-1s", "2 weeks", "1.5s", "99999999999999999999h"] {
+            let err = d(bad).unwrap_err().to_string();
+            assert!(err.contains("TASKSCOPE_STUCK_AFTER"), "{bad}: {err}");
+        }
+    }
 
     #[test]
     fn addresses_must_be_socket_addresses() {

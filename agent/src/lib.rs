@@ -6,6 +6,7 @@
 mod agent;
 mod clock;
 mod config;
+mod detect;
 mod error;
 mod health;
 mod http;

@@ -37,6 +37,16 @@ pub(crate) struct Task {
     pub(crate) idle_ms: u64,
     /// Time since the current poll started; 0 while idle.
     pub(crate) running_ms: u64,
+    /// Deep mode: what the task waits on (`chan receive`, `sleep`, ...), from
+    /// the leaf of its parked-at stack; `no waker` if it parked without
+    /// registering one. `None` when unknown (lean mode).
+    pub(crate) wait: Option<&'static str>,
+    /// Deep mode: index into [`Snapshot::stacks`] of where it parked.
+    pub(crate) parked_at: Option<u32>,
+    /// Deep mode: live clones of the task's waker (clones − drops − wakes).
+    pub(crate) wakers: Option<i64>,
+    /// Deep mode: woken since its last poll, so it is scheduled to run.
+    pub(crate) woken: Option<bool>,
 }
 
 impl Task {
@@ -117,9 +127,24 @@ pub(crate) struct AgentInfo {
     pub(crate) bytes_per_task: usize,
 }
 
-/// Empty until the detectors land; kept so the JSON shape is stable.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct Finding {}
+pub(crate) use crate::detect::Finding;
+
+/// One frame of a symbolized stack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct Frame {
+    pub(crate) function: String,
+    pub(crate) file: Option<String>,
+    pub(crate) line: Option<u32>,
+    /// False for frames of std, tokio, tracing and taskscope itself.
+    pub(crate) user: bool,
+}
+
+/// A parked-at stack (deep mode), leaf first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct Stack {
+    pub(crate) id: u32,
+    pub(crate) frames: Vec<Frame>,
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Snapshot {
@@ -129,6 +154,8 @@ pub(crate) struct Snapshot {
     pub(crate) sites: Vec<Site>,
     pub(crate) completed: Vec<CompletedTask>,
     pub(crate) workers: Vec<Worker>,
+    /// Deep mode: the parked-at stacks that tasks refer to.
+    pub(crate) stacks: Vec<Stack>,
     pub(crate) findings: Vec<Finding>,
     pub(crate) agent: AgentInfo,
 }
@@ -177,6 +204,10 @@ pub(crate) fn take(registry: Option<&Registry>, runtime: Option<&tokio::runtime:
                 age_ms: now.saturating_sub(r.spawned_ms),
                 idle_ms: if r.running { 0 } else { since },
                 running_ms: if r.running { since } else { 0 },
+                wait: None,
+                parked_at: None,
+                wakers: None,
+                woken: None,
             }
         })
         .collect();
@@ -247,6 +278,7 @@ pub(crate) fn take(registry: Option<&Registry>, runtime: Option<&tokio::runtime:
         sites,
         completed,
         workers: runtime.map(workers).unwrap_or_default(),
+        stacks: Vec::new(),
         findings: Vec::new(),
         agent,
     };
@@ -289,6 +321,10 @@ pub(crate) fn fixture() -> Snapshot {
         age_ms,
         idle_ms: if state == State::Idle { state_ms } else { 0 },
         running_ms: if state == State::Running { state_ms } else { 0 },
+        wait: None,
+        parked_at: None,
+        wakers: None,
+        woken: None,
     };
     let site = |id, location: &str, live, running, spawned, peak_live| Site {
         id,
@@ -317,6 +353,7 @@ pub(crate) fn fixture() -> Snapshot {
         ],
         completed: Vec::new(),
         workers: Vec::new(),
+        stacks: Vec::new(),
         findings: Vec::new(),
         agent: AgentInfo {
             version: "0.0.0",

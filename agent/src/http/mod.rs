@@ -24,6 +24,7 @@ use crate::snapshot::{self, Snapshot};
 pub(crate) struct Shared {
     pub(crate) runtime: Option<tokio::runtime::Handle>,
     pub(crate) token: Option<String>,
+    pub(crate) detect: crate::detect::Settings,
 }
 
 type AppState = Arc<Shared>;
@@ -37,6 +38,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/debug/pprof/goroutine", get(tasks))
         .route("/debug/pprof/{profile}", get(unknown_profile))
         .route("/debug/taskscope/api/snapshot", get(snapshot_json))
+        .route("/debug/taskscope/findings", get(findings_text))
         .fallback(not_found)
         .method_not_allowed_fallback(|| async {
             HttpError { status: StatusCode::METHOD_NOT_ALLOWED, reason: "method not allowed: use GET".into() }
@@ -87,8 +89,10 @@ async fn with_snapshot<T: Send + 'static>(
     render: impl FnOnce(Snapshot) -> T + Send + 'static,
 ) -> Result<T, HttpError> {
     let runtime = shared.runtime.clone();
+    let settings = shared.detect;
     tokio::task::spawn_blocking(move || {
-        let snapshot = snapshot::take(crate::tasks::registry(), runtime.as_ref());
+        let mut snapshot = snapshot::take(crate::tasks::registry(), runtime.as_ref());
+        snapshot.findings = crate::detect::run(&snapshot, &settings);
         render(snapshot)
     })
     .await
@@ -142,6 +146,10 @@ async fn snapshot_json(
     })
     .await?;
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+async fn findings_text(State(shared): State<AppState>) -> Result<Response, HttpError> {
+    Ok(text(with_snapshot(&shared, |s| render::text::findings(&s)).await?))
 }
 
 async fn unknown_profile() -> HttpError {

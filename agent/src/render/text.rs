@@ -95,6 +95,29 @@ pub(crate) fn per_task(snapshot: &Snapshot) -> String {
     out
 }
 
+/// `/debug/taskscope/findings`: one paragraph per finding, most severe first.
+pub(crate) fn findings(snapshot: &Snapshot) -> String {
+    let mut out = String::new();
+    notice(&mut out, snapshot);
+    if snapshot.findings.is_empty() {
+        out.push_str("no findings\n");
+    }
+    for f in &snapshot.findings {
+        let _ = writeln!(out, "{} {} at {}: {}", f.severity.as_str(), f.kind.as_str(), f.location, f.message);
+        if !f.task_ids.is_empty() {
+            let ids: Vec<String> = f.task_ids.iter().take(20).map(u64::to_string).collect();
+            let more = f.task_ids.len().saturating_sub(20);
+            let _ = write!(out, "\ttasks: {}", ids.join(", "));
+            if more > 0 {
+                let _ = write!(out, " and {more} more");
+            }
+            out.push('\n');
+        }
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
