@@ -115,6 +115,9 @@ pub(crate) struct AgentInfo {
     /// Why task tracking is off and how to turn it on; absent when it is on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) problem: Option<&'static str>,
+    /// Why deep mode (wait reasons, parked-at stacks) is off; absent when on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) deep_problem: Option<&'static str>,
     pub(crate) dropped: Dropped,
     pub(crate) panics: u64,
     pub(crate) uptime_ms: u64,
@@ -143,7 +146,34 @@ pub(crate) struct Frame {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct Stack {
     pub(crate) id: u32,
+    /// The wait reason these frames imply.
+    pub(crate) reason: &'static str,
     pub(crate) frames: Vec<Frame>,
+}
+
+impl Stack {
+    /// The frames worth showing: the library call the app made, then the
+    /// app's own frames; with how many frames were folded away.
+    pub(crate) fn trimmed(&self) -> (Vec<&Frame>, usize) {
+        let frames = &self.frames;
+        let shown: Vec<&Frame> = match frames.iter().position(|f| f.user) {
+            Some(first) => {
+                // The app's frames end where tokio's task machinery begins.
+                let end = frames[first..].iter().position(is_runtime).map_or(frames.len(), |i| first + i);
+                let last = frames[..end].iter().rposition(|f| f.user).unwrap_or(first);
+                frames[first.saturating_sub(1)..=last].iter().collect()
+            }
+            None => frames.iter().filter(|f| !f.function.starts_with("taskscope::")).take(12).collect(),
+        };
+        let folded = frames.len() - shown.len();
+        (shown, folded)
+    }
+}
+
+/// A frame of tokio's scheduler or task harness.
+fn is_runtime(frame: &Frame) -> bool {
+    frame.function.starts_with("tokio::runtime::")
+        || frame.file.as_deref().is_some_and(|f| f.contains("/tokio-") && f.contains("/src/runtime/"))
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -156,6 +186,10 @@ pub(crate) struct Snapshot {
     pub(crate) workers: Vec<Worker>,
     /// Deep mode: the parked-at stacks that tasks refer to.
     pub(crate) stacks: Vec<Stack>,
+    /// The heap: exact totals, in-use estimates per spawn site, task and
+    /// allocation site, growing sites; empty (saying how to enable it)
+    /// without taskscope's allocator.
+    pub(crate) heap: crate::heap::HeapSummary,
     pub(crate) findings: Vec<Finding>,
     pub(crate) agent: AgentInfo,
 }
@@ -212,6 +246,9 @@ pub(crate) fn take(registry: Option<&Registry>, runtime: Option<&tokio::runtime:
         })
         .collect();
 
+    let mut tasks = tasks;
+    let stacks = crate::deep::fill(&mut tasks);
+
     let sites = site_counts
         .iter()
         .enumerate()
@@ -252,11 +289,12 @@ pub(crate) fn take(registry: Option<&Registry>, runtime: Option<&tokio::runtime:
         features: Features {
             tokio_unstable: cfg!(tokio_unstable),
             task_tracking: problem.is_none(),
-            deep: false,
-            cpu: false,
-            heap: false,
+            deep: crate::deep::table().is_some(),
+            cpu: crate::cpu::SUPPORTED,
+            heap: crate::heap::installed(),
         },
         problem,
+        deep_problem: crate::deep::problem(),
         dropped: Dropped {
             tasks: registry.map_or(0, |r| r.dropped_tasks.load(std::sync::atomic::Ordering::Relaxed)),
             sites_overflowed: registry
@@ -278,7 +316,8 @@ pub(crate) fn take(registry: Option<&Registry>, runtime: Option<&tokio::runtime:
         sites,
         completed,
         workers: runtime.map(workers).unwrap_or_default(),
-        stacks: Vec::new(),
+        stacks,
+        heap: crate::heap::summary(),
         findings: Vec::new(),
         agent,
     };
@@ -354,17 +393,19 @@ pub(crate) fn fixture() -> Snapshot {
         completed: Vec::new(),
         workers: Vec::new(),
         stacks: Vec::new(),
+        heap: crate::heap::HeapSummary::default(),
         findings: Vec::new(),
         agent: AgentInfo {
             version: "0.0.0",
             features: Features {
                 tokio_unstable: true,
                 task_tracking: true,
-                deep: false,
+                deep: crate::deep::table().is_some(),
                 cpu: false,
                 heap: false,
             },
             problem: None,
+            deep_problem: None,
             dropped: Dropped { tasks: 0, sites_overflowed: 0 },
             panics: 0,
             uptime_ms: 400_000,

@@ -84,6 +84,12 @@ impl ProfileBuilder {
         self.profile.comment.push(i);
     }
 
+    /// The sample type tools show unless told otherwise (pprof's default is
+    /// the last type), e.g. `alloc_space` for Go's `allocs` profile.
+    pub(crate) fn default_sample_type(&mut self, ty: &str) {
+        self.profile.default_sample_type = self.string(ty);
+    }
+
     /// The gzip'd encoding.
     pub(crate) fn gzip(self) -> Vec<u8> {
         let raw = self.profile.encode_to_vec();
@@ -110,20 +116,33 @@ pub(crate) fn file_and_line(location: &str) -> (&str, i64) {
 }
 
 /// The tasks profile (`debug=0`): sample type `goroutine/count`, one sample
-/// per spawn site and state, the spawn site as the only frame for now.
+/// per spawn site, parked-at stack and state; the stack's shown frames (deep
+/// mode) sit on a root frame naming the spawn site.
 pub(crate) fn tasks_profile(snapshot: &Snapshot) -> ProfileBuilder {
     let mut b = ProfileBuilder::new(&[("goroutine", "count")], ("goroutine", "count", 1));
-    let mut counts: HashMap<(u32, State), i64> = HashMap::new();
+    let mut counts: HashMap<(u32, Option<u32>, State, &str), i64> = HashMap::new();
     for t in &snapshot.tasks {
-        *counts.entry((t.site, t.state)).or_default() += 1;
+        let stack = if t.state == State::Idle { t.parked_at } else { None };
+        *counts.entry((t.site, stack, t.state, t.wait.unwrap_or(""))).or_default() += 1;
     }
     let mut keys: Vec<_> = counts.keys().copied().collect();
-    keys.sort_by_key(|&(site, state)| (site, state.as_str()));
-    for (site, state) in keys {
+    keys.sort_by_key(|&(site, stack, state, wait)| (site, stack, state.as_str(), wait));
+    for key @ (site, stack, state, wait) in keys {
         let location = snapshot.location(site).to_string();
+        let mut frames = Vec::new();
+        if let Some(stack) = stack.and_then(|id| snapshot.stacks.iter().find(|s| s.id == id)) {
+            for f in stack.trimmed().0 {
+                let file = f.file.as_deref().unwrap_or("");
+                frames.push(b.location(&f.function, file, f.line.map_or(0, i64::from)));
+            }
+        }
         let (file, line) = file_and_line(&location);
-        let frame = b.location(&format!("task spawned at {location}"), file, line);
-        b.sample(vec![frame], vec![counts[&(site, state)]], &[("state", state.as_str())]);
+        frames.push(b.location(&format!("task spawned at {location}"), file, line));
+        let mut labels = vec![("state", state.as_str())];
+        if !wait.is_empty() {
+            labels.push(("wait", wait));
+        }
+        b.sample(frames, vec![counts[&key]], &labels);
     }
     if let Some(problem) = snapshot.agent.problem {
         b.comment(&format!("task tracking is off: {problem}"));

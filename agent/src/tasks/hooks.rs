@@ -208,6 +208,8 @@ pub fn instrument(builder: &mut tokio::runtime::Builder) -> &mut tokio::runtime:
             .on_before_task_poll(move |meta| installed::on_poll_start(r, meta))
             .on_after_task_poll(move |meta| installed::on_poll_end(r, meta));
         crate::health::note_instrumented();
+        #[cfg(feature = "deep")]
+        crate::deep::install(r.capacity.tasks);
     }
     #[cfg(not(tokio_unstable))]
     {

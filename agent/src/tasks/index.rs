@@ -119,7 +119,7 @@ mod tests {
 
     #[test]
     fn finds_what_was_inserted_and_forgets_what_was_removed() {
-        let slab = Slab::new(10_000);
+        let slab: Slab = Slab::new(10_000);
         let index = Index::new(10_000);
         let mut cache = Cache::default();
         let slots: Vec<(u64, u32)> =
@@ -140,7 +140,7 @@ mod tests {
 
     #[test]
     fn ids_that_share_low_bits_are_told_apart_by_the_slab() {
-        let slab = Slab::new(16);
+        let slab: Slab = Slab::new(16);
         let index = Index::new(16);
         let mut cache = Cache::default();
         let a = put(&slab, &index, &mut cache, 5);
@@ -152,7 +152,7 @@ mod tests {
 
     #[test]
     fn churn_reuses_tombstones_instead_of_filling_the_table() {
-        let slab = Slab::new(1024);
+        let slab: Slab = Slab::new(1024);
         let index = Index::new(1024);
         let mut cache = Cache::default();
         let mut live = std::collections::VecDeque::new();

@@ -15,3 +15,4 @@ pub(crate) use hooks::polling;
 pub(crate) use hooks::registry;
 pub(crate) use registry::{Capacity, Registry, TaskRecord};
 pub(crate) use sites::SiteCounts;
+pub(crate) use slab::{zeroed_slots as zeroed, Cache, Entry, Slab};

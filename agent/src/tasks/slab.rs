@@ -40,16 +40,43 @@ pub(crate) struct Cache {
     len: u32,
 }
 
+/// What the slab needs of an entry: an id (0 = free) and three words it may
+/// use as links while the entry is free.
+pub(crate) trait Entry: Default {
+    fn id(&self) -> &AtomicU64;
+    /// The next free entry of a list.
+    fn next(&self) -> &AtomicU64;
+    /// The next batch of the shared stack.
+    fn next_batch(&self) -> &AtomicU64;
+    /// The length of a batch, kept in its head.
+    fn batch_len(&self) -> &AtomicU64;
+}
+
+impl Entry for Slot {
+    fn id(&self) -> &AtomicU64 {
+        &self.id
+    }
+    fn next(&self) -> &AtomicU64 {
+        &self.polls
+    }
+    fn next_batch(&self) -> &AtomicU64 {
+        &self.busy_ms
+    }
+    fn batch_len(&self) -> &AtomicU64 {
+        &self.spawned
+    }
+}
+
 #[derive(Debug)]
-pub(crate) struct Slab {
-    slots: Box<[Slot]>,
+pub(crate) struct Slab<T = Slot> {
+    slots: Box<[T]>,
     /// Slots `fresh..` have never been handed out.
     fresh: AtomicU32,
     /// `tag << 32 | head index + 1` of the stack of free batches.
     batches: AtomicU64,
 }
 
-impl Slab {
+impl<T: Entry> Slab<T> {
     pub(crate) fn new(capacity: u32) -> Self {
         Slab { slots: zeroed_slots(capacity as usize), fresh: AtomicU32::new(0), batches: AtomicU64::new(0) }
     }
@@ -64,7 +91,7 @@ impl Slab {
     }
 
     #[inline]
-    pub(crate) fn slot(&self, index: u32) -> &Slot {
+    pub(crate) fn slot(&self, index: u32) -> &T {
         &self.slots[index as usize]
     }
 
@@ -75,7 +102,7 @@ impl Slab {
             return None;
         }
         let index = cache.head - 1;
-        cache.head = self.slot(index).polls.load(Relaxed) as u32;
+        cache.head = self.slot(index).next().load(Relaxed) as u32;
         cache.len = cache.len.saturating_sub(1);
         Some(index)
     }
@@ -85,8 +112,8 @@ impl Slab {
     #[inline]
     pub(crate) fn free(&self, cache: &mut Cache, index: u32) {
         let slot = self.slot(index);
-        slot.id.store(0, Release);
-        slot.polls.store(cache.head as u64, Relaxed);
+        slot.id().store(0, Release);
+        slot.next().store(cache.head as u64, Relaxed);
         cache.head = index + 1;
         cache.len += 1;
         if cache.len >= 2 * BATCH {
@@ -116,7 +143,7 @@ impl Slab {
         }
         for index in start..end {
             let next = if index + 1 < end { index + 2 } else { 0 };
-            self.slot(index).polls.store(next as u64, Relaxed);
+            self.slot(index).next().store(next as u64, Relaxed);
         }
         cache.head = start + 1;
         cache.len = end - start;
@@ -128,10 +155,10 @@ impl Slab {
         let head = cache.head - 1;
         let mut tail = head;
         for _ in 1..BATCH {
-            tail = self.slot(tail).polls.load(Relaxed) as u32 - 1;
+            tail = self.slot(tail).next().load(Relaxed) as u32 - 1;
         }
-        let rest = self.slot(tail).polls.load(Relaxed) as u32;
-        self.slot(tail).polls.store(0, Relaxed);
+        let rest = self.slot(tail).next().load(Relaxed) as u32;
+        self.slot(tail).next().store(0, Relaxed);
         cache.head = rest;
         cache.len -= BATCH;
         self.push_batch(head, BATCH);
@@ -139,10 +166,10 @@ impl Slab {
 
     fn push_batch(&self, head: u32, len: u32) {
         let slot = self.slot(head);
-        slot.spawned.store(len as u64, Relaxed);
+        slot.batch_len().store(len as u64, Relaxed);
         let mut current = self.batches.load(Acquire);
         loop {
-            slot.busy_ms.store(current & 0xffff_ffff, Relaxed);
+            slot.next_batch().store(current & 0xffff_ffff, Relaxed);
             let tag = (current >> 32).wrapping_add(1);
             let new = (tag << 32) | (head as u64 + 1);
             match self.batches.compare_exchange_weak(current, new, AcqRel, Acquire) {
@@ -162,10 +189,10 @@ impl Slab {
             let slot = self.slot(head - 1);
             // If another thread pops this batch first, the tag changes and the
             // exchange below fails, so a stale `next` is never installed.
-            let next = slot.busy_ms.load(Relaxed) & 0xffff_ffff;
+            let next = slot.next_batch().load(Relaxed) & 0xffff_ffff;
             let tag = (current >> 32).wrapping_add(1);
             match self.batches.compare_exchange_weak(current, (tag << 32) | next, AcqRel, Acquire) {
-                Ok(_) => return Some((head - 1, slot.spawned.load(Relaxed) as u32)),
+                Ok(_) => return Some((head - 1, slot.batch_len().load(Relaxed) as u32)),
                 Err(seen) => current = seen,
             }
         }
@@ -202,7 +229,7 @@ mod tests {
 
     #[test]
     fn slots_are_unique_until_freed_and_reused_after() {
-        let slab = Slab::new(1000);
+        let slab: Slab = Slab::new(1000);
         let mut cache = Cache::default();
         let taken: Vec<u32> = (0..1000).map(|_| slab.alloc(&mut cache).unwrap()).collect();
         assert_eq!(taken.iter().collect::<HashSet<_>>().len(), 1000);
@@ -219,7 +246,7 @@ mod tests {
     fn slots_freed_on_one_thread_serve_spawns_on_another() {
         // Spawning on one thread and terminating on another must not grow the
         // slab forever: spilled batches come back through the shared stack.
-        let slab = std::sync::Arc::new(Slab::new(4 * BATCH));
+        let slab: std::sync::Arc<Slab> = std::sync::Arc::new(Slab::new(4 * BATCH));
         for _ in 0..100 {
             let mut spawner = Cache::default();
             let taken: Vec<u32> = (0..3 * BATCH).map(|_| slab.alloc(&mut spawner).unwrap()).collect();
@@ -240,7 +267,7 @@ mod tests {
 
     #[test]
     fn concurrent_alloc_and_free_never_hand_out_a_slot_twice() {
-        let slab = std::sync::Arc::new(Slab::new(100_000));
+        let slab: std::sync::Arc<Slab> = std::sync::Arc::new(Slab::new(100_000));
         let owners: std::sync::Arc<Vec<AtomicU32>> =
             std::sync::Arc::new((0..100_000).map(|_| AtomicU32::new(0)).collect());
         let threads: Vec<_> = (1..=4u32)

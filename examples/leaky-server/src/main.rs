@@ -6,6 +6,8 @@
 //! - `/stuck`: a task waits on a channel that nobody will ever send on;
 //! - `/leak`: each request leaves a task behind at the same spawn site;
 //! - `/block?ms=N`: a task blocks its worker thread in sync code;
+//! - `/deadlock`: two tasks lock two mutexes in opposite orders;
+//! - `/lost-waker`: a task awaits a future that drops its waker;
 //! - `/grow`: a cache that only grows;
 //! - `/work`: healthy, short-lived work for the pool.
 //!
@@ -55,6 +57,40 @@ fn block(ms: u64) {
     });
 }
 
+/// Two tasks that take two locks in opposite orders: a deadlock.
+fn deadlock() {
+    let a = Arc::new(tokio::sync::Mutex::new(()));
+    let b = Arc::new(tokio::sync::Mutex::new(()));
+    let (a2, b2) = (a.clone(), b.clone());
+    tokio::spawn(async move {
+        let _first = a.lock().await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let _second = b.lock().await;
+    });
+    tokio::spawn(async move {
+        let _first = b2.lock().await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let _second = a2.lock().await;
+    });
+}
+
+/// A future that returns `Pending` without keeping its waker: nothing can
+/// ever wake the task that awaits it.
+struct Forgetful;
+
+impl std::future::Future for Forgetful {
+    type Output = ();
+    fn poll(self: std::pin::Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        std::task::Poll::Pending
+    }
+}
+
+fn lose_waker() {
+    tokio::spawn(async {
+        Forgetful.await;
+    });
+}
+
 fn grow(app: &App) -> usize {
     let mut cache = app.cache.lock().unwrap();
     cache.push(vec![7u8; 1 << 20]);
@@ -100,6 +136,8 @@ async fn main() {
         let app = app.clone();
         tokio::spawn(async move {
             stuck(&app);
+            deadlock();
+            lose_waker();
             let mut round = 0u64;
             loop {
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -142,6 +180,20 @@ async fn main() {
             }),
         )
         .route(
+            "/deadlock",
+            get(|| async {
+                deadlock();
+                "spawned two tasks that deadlock on two mutexes\n"
+            }),
+        )
+        .route(
+            "/lost-waker",
+            get(|| async {
+                lose_waker();
+                "spawned a task that awaits a future which drops its waker\n"
+            }),
+        )
+        .route(
             "/grow",
             get(|State(app): State<App>| async move { format!("the cache holds {} MiB\n", grow(&app)) }),
         )
@@ -162,9 +214,9 @@ async fn main() {
         }
     };
     let local = listener.local_addr().unwrap();
-    println!("leaky-server: listening on http://{local}/ (routes: /stuck /leak /block?ms=N /grow /work)");
+    println!("leaky-server: listening on http://{local}/ (routes: /stuck /leak /block?ms=N /deadlock /lost-waker /grow /work)");
     println!("leaky-server: {}", if manual { "manual mode" } else { "driving the pathologies itself" });
     axum::serve(listener, router).await.unwrap();
 }
 
-const HELP: &str = "leaky-server: /stuck /leak /block?ms=N /grow /work\n";
+const HELP: &str = "leaky-server: /stuck /leak /block?ms=N /deadlock /lost-waker /grow /work\n";
