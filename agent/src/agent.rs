@@ -27,6 +27,7 @@ pub struct Builder {
     serve: bool,
     token: Option<String>,
     detect: crate::detect::Settings,
+    cpu: crate::cpu::Settings,
     runtime: Option<tokio::runtime::Handle>,
 }
 
@@ -37,6 +38,7 @@ impl Default for Builder {
             serve: true,
             token: None,
             detect: crate::detect::Settings::default(),
+            cpu: crate::cpu::Settings::default(),
             runtime: None,
         }
     }
@@ -80,6 +82,25 @@ impl Builder {
         self
     }
 
+    /// How many samples CPU profiles take per second of CPU time the process
+    /// uses (across all its threads). Default 99: Go's 100, but off the beat
+    /// of periodic work. Values above 250 are clamped to 250: SIGPROF timers
+    /// advance with the kernel tick (250 Hz on common distributions), and
+    /// faster rates would lose samples while still counting each as 1/hz of
+    /// CPU time. 0 is an error at `start`. Env: `TASKSCOPE_CPU_HZ`.
+    pub fn cpu_hz(mut self, hz: u32) -> Self {
+        self.cpu.hz = hz;
+        self
+    }
+
+    /// The longest CPU profile a request may ask for with `seconds`; longer
+    /// requests get a 400. Default 300 (5 minutes). Env:
+    /// `TASKSCOPE_CPU_MAX_SECONDS`.
+    pub fn cpu_max_seconds(mut self, seconds: u64) -> Self {
+        self.cpu.max_seconds = seconds;
+        self
+    }
+
     /// The runtime whose workers to report. Default: the runtime `start` is
     /// called from, if any.
     pub fn runtime(mut self, handle: tokio::runtime::Handle) -> Self {
@@ -106,6 +127,12 @@ impl Builder {
         if let Some(after) = config::env_duration(config::BLOCKED_AFTER)? {
             self.detect.blocked_after_ms = after.as_millis() as u64;
         }
+        if let Some(hz) = config::env_count(config::CPU_HZ, 1, u32::MAX as u64)? {
+            self.cpu.hz = hz as u32;
+        }
+        if let Some(seconds) = config::env_count(config::CPU_MAX_SECONDS, 1, u32::MAX as u64)? {
+            self.cpu.max_seconds = seconds;
+        }
         Ok(self)
     }
 
@@ -119,11 +146,16 @@ impl Builder {
             return Ok(Agent::disabled());
         }
         let mut b = self.with_env()?;
+        b.cpu = b.cpu.validated()?;
         if b.runtime.is_none() {
             b.runtime = tokio::runtime::Handle::try_current().ok();
         }
-        let shared =
-            Arc::new(Shared { runtime: b.runtime.clone(), token: b.token.clone(), detect: b.detect });
+        let shared = Arc::new(Shared {
+            runtime: b.runtime.clone(),
+            token: b.token.clone(),
+            detect: b.detect,
+            cpu: b.cpu,
+        });
         if !b.serve {
             return Ok(Agent { local_addr: None, shared, _server: None });
         }

@@ -14,6 +14,8 @@ pub(crate) const BLOCKED_AFTER: &str = "TASKSCOPE_BLOCKED_AFTER";
 pub(crate) const MAX_TASKS: &str = "TASKSCOPE_MAX_TASKS";
 pub(crate) const MAX_SITES: &str = "TASKSCOPE_MAX_SITES";
 pub(crate) const COMPLETED: &str = "TASKSCOPE_COMPLETED";
+pub(crate) const CPU_HZ: &str = "TASKSCOPE_CPU_HZ";
+pub(crate) const CPU_MAX_SECONDS: &str = "TASKSCOPE_CPU_MAX_SECONDS";
 
 /// The default address of the debug endpoint.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:6060";
@@ -77,6 +79,11 @@ fn parse_count(name: &'static str, value: &str, min: u64, max: u64) -> Result<u6
 
 pub(crate) fn env_addr() -> Result<Option<SocketAddr>, Error> {
     var(ADDR).map(|v| parse_addr(ADDR, &v)).transpose()
+}
+
+/// A whole number from `min` to `max` in variable `name`, if set.
+pub(crate) fn env_count(name: &'static str, min: u64, max: u64) -> Result<Option<u64>, Error> {
+    var(name).map(|v| parse_count(name, &v, min, max)).transpose()
 }
 
 pub(crate) fn env_token() -> Option<String> {

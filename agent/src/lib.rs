@@ -6,6 +6,7 @@
 mod agent;
 mod clock;
 mod config;
+mod cpu;
 mod detect;
 mod error;
 mod health;

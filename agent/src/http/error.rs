@@ -27,6 +27,8 @@ impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
         let mut line = self.reason.replace(['\n', '\r'], " ");
         line.push('\n');
-        (self.status, [("content-type", "text/plain; charset=utf-8")], line).into_response()
+        // `X-Go-Pprof` makes `go tool pprof` print the reason, as for Go's errors.
+        (self.status, [("content-type", "text/plain; charset=utf-8"), ("x-go-pprof", "1")], line)
+            .into_response()
     }
 }

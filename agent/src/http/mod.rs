@@ -1,6 +1,8 @@
 //! HTTP: the axum router of the debug endpoint. Paths, parameters, content
 //! types and error codes follow Go's `net/http/pprof`.
 
+mod cpu;
+mod empty;
 mod error;
 mod params;
 
@@ -25,6 +27,7 @@ pub(crate) struct Shared {
     pub(crate) runtime: Option<tokio::runtime::Handle>,
     pub(crate) token: Option<String>,
     pub(crate) detect: crate::detect::Settings,
+    pub(crate) cpu: crate::cpu::Settings,
 }
 
 type AppState = Arc<Shared>;
@@ -36,6 +39,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/debug/pprof/", get(index))
         .route("/debug/pprof/tasks", get(tasks))
         .route("/debug/pprof/goroutine", get(tasks))
+        .route("/debug/pprof/profile", get(cpu::profile))
+        .route("/debug/pprof/flamegraph", get(cpu::flamegraph))
+        .route("/debug/pprof/block", get(empty::block))
+        .route("/debug/pprof/mutex", get(empty::mutex))
         .route("/debug/pprof/{profile}", get(unknown_profile))
         .route("/debug/taskscope/api/snapshot", get(snapshot_json))
         .route("/debug/taskscope/findings", get(findings_text))

@@ -1,6 +1,7 @@
 //! Query parameters, validated: anything unexpected is a 400 with a reason.
 
 use super::error::HttpError;
+use crate::render::flamegraph::FlamegraphOptions;
 use crate::render::json::{SortKey, TaskQuery};
 use crate::snapshot::State;
 
@@ -39,6 +40,58 @@ impl Params {
             Some("1") => Ok(1),
             Some("2") => Ok(2),
             Some(v) => Err(HttpError::bad_request(format!("invalid debug={v:?}: want 0, 1 or 2"))),
+        }
+    }
+
+    /// `seconds`, the length of a profile: a whole number from 1 to `max`.
+    /// Absent or empty, Go's default of 30 (or `max` if lower).
+    pub(crate) fn seconds(&self, max: u64) -> Result<u64, HttpError> {
+        match self.get("seconds").map(str::trim) {
+            None | Some("") => Ok(crate::cpu::DEFAULT_SECONDS.min(max)),
+            Some(v) => match v.parse::<u64>() {
+                Ok(n) if (1..=max).contains(&n) => Ok(n),
+                _ => Err(HttpError::bad_request(format!(
+                    "invalid seconds={v:?}: want a whole number of seconds from 1 to {max}"
+                ))),
+            },
+        }
+    }
+
+    /// The drawing options of a flamegraph: `width` (pixels), `minwidth`
+    /// (percent of the total, an optional `%` allowed), `reverse`, `icicle`.
+    pub(crate) fn flamegraph(&self) -> Result<FlamegraphOptions, HttpError> {
+        let mut options = FlamegraphOptions::default();
+        if let Some(v) = self.get("width").map(str::trim).filter(|v| !v.is_empty()) {
+            options.width = Some(match v.parse::<usize>() {
+                Ok(n) if (100..=100_000).contains(&n) => n,
+                _ => {
+                    return Err(HttpError::bad_request(format!(
+                        "invalid width={v:?}: want a whole number of pixels from 100 to 100000"
+                    )))
+                }
+            });
+        }
+        if let Some(v) = self.get("minwidth").map(str::trim).filter(|v| !v.is_empty()) {
+            options.min_width_percent = match v.trim_end_matches('%').parse::<f64>() {
+                Ok(p) if (0.0..=100.0).contains(&p) => p,
+                _ => {
+                    return Err(HttpError::bad_request(format!(
+                        "invalid minwidth={v:?}: want a percentage of the total from 0 to 100, e.g. 0.5"
+                    )))
+                }
+            };
+        }
+        options.reverse = self.flag("reverse")?;
+        options.icicle = self.flag("icicle")?;
+        Ok(options)
+    }
+
+    /// A yes/no parameter: `1`/`true` or `0`/`false`; absent is no.
+    fn flag(&self, name: &str) -> Result<bool, HttpError> {
+        match self.get(name).map(str::trim) {
+            None | Some("") | Some("0") | Some("false") => Ok(false),
+            Some("1") | Some("true") => Ok(true),
+            Some(v) => Err(HttpError::bad_request(format!("invalid {name}={v:?}: want 1 or 0"))),
         }
     }
 
@@ -110,6 +163,40 @@ mod tests {
             ("state=asleep", "idle or running"),
         ] {
             let e = p(bad).task_query().unwrap_err();
+            assert!(e.reason.contains(why), "{bad}: {}", e.reason);
+        }
+    }
+
+    #[test]
+    fn seconds_are_whole_and_bounded() {
+        assert_eq!(p("").seconds(300).unwrap(), 30);
+        assert_eq!(p("seconds=").seconds(300).unwrap(), 30);
+        assert_eq!(p("").seconds(10).unwrap(), 10, "the default never exceeds the maximum");
+        assert_eq!(p("seconds=2").seconds(300).unwrap(), 2);
+        assert_eq!(p("seconds=300").seconds(300).unwrap(), 300);
+        for bad in ["seconds=0", "seconds=-1", "seconds=abc", "seconds=301", "seconds=1.5", "seconds=1e3"] {
+            let e = p(bad).seconds(300).unwrap_err();
+            assert_eq!(e.status, 400, "{bad}");
+            assert!(e.reason.contains("from 1 to 300"), "{bad}: {}", e.reason);
+        }
+    }
+
+    #[test]
+    fn flamegraph_options_are_validated() {
+        let o = p("width=800&minwidth=0.5%25&reverse=1&icicle=true").flamegraph().unwrap();
+        assert_eq!((o.width, o.min_width_percent, o.reverse, o.icicle), (Some(800), 0.5, true, true));
+        let o = p("").flamegraph().unwrap();
+        assert_eq!((o.width, o.reverse, o.icicle), (None, false, false));
+        for (bad, why) in [
+            ("width=10", "from 100"),
+            ("width=wide", "from 100"),
+            ("minwidth=-1", "percentage"),
+            ("minwidth=101", "percentage"),
+            ("minwidth=NaN", "percentage"),
+            ("reverse=yes", "want 1 or 0"),
+            ("icicle=2", "want 1 or 0"),
+        ] {
+            let e = p(bad).flamegraph().unwrap_err();
             assert!(e.reason.contains(why), "{bad}: {}", e.reason);
         }
     }
