@@ -14,18 +14,19 @@ mod http;
 mod render;
 mod snapshot;
 mod tasks;
+pub mod testing;
 
 pub use agent::{init, try_init, Agent, Builder};
 pub use error::Error;
 pub use tasks::instrument;
-pub use taskscope_macros::main;
+pub use taskscope_macros::{main, test};
 
-/// Support for `#[taskscope::main]`; not a public API.
+/// Support for `#[taskscope::main]` and `#[taskscope::test]`; not a public API.
 #[doc(hidden)]
 pub mod __private {
     pub use tokio;
 
-    /// The runtime flavors `#[taskscope::main]` accepts.
+    /// The runtime flavors `#[taskscope::main]` and `#[taskscope::test]` accept.
     #[derive(Debug, Clone, Copy)]
     pub enum Flavor {
         /// `flavor = "multi_thread"`, the default.
@@ -34,9 +35,8 @@ pub mod __private {
         CurrentThread,
     }
 
-    /// Builds the runtime with taskscope's hooks, starts the agent, and
-    /// runs `body` to completion, as `#[tokio::main]` would.
-    pub fn run<F: std::future::Future>(flavor: Flavor, workers: Option<usize>, body: F) -> F::Output {
+    /// A runtime of `flavor` with every driver and taskscope's hooks.
+    fn instrumented(flavor: Flavor, workers: Option<usize>) -> tokio::runtime::Runtime {
         let mut builder = match flavor {
             Flavor::MultiThread => tokio::runtime::Builder::new_multi_thread(),
             Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
@@ -46,13 +46,44 @@ pub mod __private {
             builder.worker_threads(n);
         }
         crate::instrument(&mut builder);
-        let runtime = builder.build().expect("Failed building the Runtime");
+        builder.build().expect("Failed building the Runtime")
+    }
+
+    /// Builds the runtime with taskscope's hooks, starts the agent, and
+    /// runs `body` to completion, as `#[tokio::main]` would.
+    pub fn run<F: std::future::Future>(flavor: Flavor, workers: Option<usize>, body: F) -> F::Output {
+        let runtime = instrumented(flavor, workers);
         let agent = {
             let _guard = runtime.enter();
             crate::init()
         };
         let out = runtime.block_on(body);
         drop(agent);
+        out
+    }
+
+    /// Builds a runtime with taskscope's hooks (no agent, no port), runs the
+    /// test `body` on it, then fails the test if tasks it spawned are still
+    /// alive, as `#[taskscope::test]` promises.
+    #[track_caller]
+    pub fn run_test<F: std::future::Future>(
+        flavor: Flavor,
+        workers: Option<usize>,
+        ignore: &[&str],
+        body: F,
+    ) -> F::Output {
+        let runtime = instrumented(flavor, workers);
+        let options = ignore.iter().fold(crate::testing::Options::default(), |o, i| o.ignore(*i));
+        let guard = crate::testing::LeakGuard::on(Some(runtime.handle().clone()), options);
+        let (out, verdict) = runtime.block_on(async {
+            let out = body.await;
+            (out, guard.check_async().await)
+        });
+        if let Err(report) = verdict {
+            // Dropping the runtime would wait for leaked blocking tasks.
+            runtime.shutdown_background();
+            panic!("{report}");
+        }
         out
     }
 }

@@ -79,6 +79,7 @@ pub(crate) fn page(snapshot: &Snapshot) -> String {
     if let Some(problem) = snapshot.agent.problem {
         let _ = writeln!(out, "<p class=problem>Task tracking is off: {}</p>", escape(problem));
     }
+    findings(&mut out, snapshot);
     if snapshot.agent.dropped.tasks > 0 {
         let _ = writeln!(
             out,
@@ -106,4 +107,92 @@ pub(crate) fn page(snapshot: &Snapshot) -> String {
     }
     out.push_str("</ul>\n</p>\n</body>\n</html>\n");
     out
+}
+
+/// At most this many findings are listed on the index; the text page has all.
+const FINDINGS_LISTED: usize = 20;
+
+/// The findings, most severe first, one line each: severity, kind, location
+/// and message; or a plain "no findings".
+fn findings(out: &mut String, snapshot: &Snapshot) {
+    use crate::detect::Severity;
+    if snapshot.findings.is_empty() {
+        out.push_str("<p class=findings>No findings.</p>\n");
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "<p class=findings>Findings (<a href='/debug/taskscope/findings'>all, as text</a>):</p>\n<ul class=findings>"
+    );
+    for f in snapshot.findings.iter().take(FINDINGS_LISTED) {
+        let color = match f.severity {
+            Severity::Critical => "#a00",
+            Severity::Warning => "#a60",
+            Severity::Info => "#555",
+        };
+        let _ = writeln!(
+            out,
+            "<li><b style='color:{color}'>{}</b> {} at <code>{}</code>: {}</li>",
+            f.severity.as_str(),
+            f.kind.as_str(),
+            escape(&f.location),
+            escape(&f.message)
+        );
+    }
+    let more = snapshot.findings.len().saturating_sub(FINDINGS_LISTED);
+    if more > 0 {
+        let _ = writeln!(out, "<li>and {more} more</li>");
+    }
+    out.push_str("</ul>\n");
+}
+
+#[cfg(test)]
+mod findings_tests {
+    use super::*;
+    use crate::detect::{Finding, Kind, Severity};
+    use crate::snapshot::fixture;
+
+    fn finding(severity: Severity, kind: Kind, location: &str, message: &str) -> Finding {
+        Finding {
+            kind,
+            severity,
+            location: location.to_string(),
+            task_ids: vec![42],
+            since_ms: 1,
+            message: message.to_string(),
+            evidence: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn the_index_lists_findings_with_severity_kind_location_and_message() {
+        let mut s = fixture();
+        s.findings = vec![
+            finding(Severity::Critical, Kind::LostWaker, "src/a.rs:1:1", "nothing can wake <it>"),
+            finding(Severity::Warning, Kind::StuckTask, "src/b.rs:2:2", "waited on chan receive"),
+        ];
+        let html = page(&s);
+        assert!(html.contains("Findings ("), "{html}");
+        assert!(
+            html.contains(
+                "critical</b> lost_waker at <code>src/a.rs:1:1</code>: nothing can wake &lt;it&gt;</li>"
+            ),
+            "{html}"
+        );
+        let critical = html.find("lost_waker").unwrap();
+        assert!(critical < html.find("stuck_task").unwrap(), "in the order given");
+        assert!(!html.contains("No findings"), "{html}");
+    }
+
+    #[test]
+    fn a_clean_snapshot_says_no_findings_and_long_lists_are_cut() {
+        let mut s = fixture();
+        assert!(page(&s).contains("<p class=findings>No findings.</p>"));
+        s.findings = (0..25)
+            .map(|i| finding(Severity::Info, Kind::StuckTask, &format!("src/{i}.rs:1:1"), "idle"))
+            .collect();
+        let html = page(&s);
+        assert_eq!(html.matches("stuck_task at").count(), FINDINGS_LISTED);
+        assert!(html.contains("<li>and 5 more</li>"), "{html}");
+    }
 }
