@@ -418,3 +418,82 @@ pub(crate) fn fixture() -> Snapshot {
         },
     }
 }
+
+/// [`fixture`] as deep mode sees it: wait reasons and parked-at stacks.
+#[cfg(test)]
+pub(crate) fn deep_fixture() -> Snapshot {
+    let frame = |function: &str, file: &str, line, user| Frame {
+        function: function.to_string(),
+        file: Some(file.to_string()),
+        line: Some(line),
+        user,
+    };
+    let tokio = "/cargo/registry/src/index/tokio-1.54.1/src";
+    let mut s = fixture();
+    s.stacks = vec![
+        Stack {
+            id: 0,
+            reason: "chan receive",
+            frames: vec![
+                frame(
+                    "taskscope::deep::subscriber::DeepSubscriber::event",
+                    "/taskscope/src/deep/subscriber.rs",
+                    1,
+                    false,
+                ),
+                frame(
+                    "tokio::sync::mpsc::chan::Rx<T,S>::recv",
+                    &format!("{tokio}/sync/mpsc/chan.rs"),
+                    313,
+                    false,
+                ),
+                frame(
+                    "tokio::sync::mpsc::bounded::Receiver<T>::recv",
+                    &format!("{tokio}/sync/mpsc/bounded.rs"),
+                    245,
+                    false,
+                ),
+                frame("app::handlers::handle_message::{{closure}}", "src/handlers.rs", 29, true),
+                frame("app::handlers::consumer_loop::{{closure}}", "src/handlers.rs", 33, true),
+                frame(
+                    "tokio::runtime::task::core::Core<T,S>::poll",
+                    &format!("{tokio}/runtime/task/core.rs"),
+                    369,
+                    false,
+                ),
+            ],
+        },
+        Stack {
+            id: 1,
+            reason: "sleep",
+            frames: vec![
+                frame(
+                    "<tokio::time::sleep::Sleep as Future>::poll",
+                    &format!("{tokio}/time/sleep.rs"),
+                    457,
+                    false,
+                ),
+                frame("app::ticker::{{closure}}", "src/main.rs", 41, true),
+                frame(
+                    "tokio::runtime::task::harness::poll_future",
+                    &format!("{tokio}/runtime/task/harness.rs"),
+                    537,
+                    false,
+                ),
+            ],
+        },
+    ];
+    for t in &mut s.tasks {
+        let (wait, stack) = match t.id {
+            42 | 43 => (Some("chan receive"), Some(0)),
+            9 => (Some("sleep"), Some(1)),
+            _ => (None, Some(1)),
+        };
+        t.wait = wait;
+        t.parked_at = stack;
+        t.wakers = Some(1);
+        t.woken = Some(false);
+    }
+    s.agent.features.deep = true;
+    s
+}

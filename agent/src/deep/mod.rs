@@ -44,11 +44,11 @@ pub(crate) fn fill(tasks: &mut [crate::snapshot::Task]) -> Vec<crate::snapshot::
         task.wakers = Some(view.wakers);
         task.woken = Some(view.woken);
         if let Some(id) = view.parked {
-            if !stacks.contains_key(&id) {
+            if let std::collections::hash_map::Entry::Vacant(entry) = stacks.entry(id) {
                 if let Some(addrs) = table.stacks.get(id) {
                     let frames: Vec<_> = addrs.iter().flat_map(|&a| crate::stacks::symbolize(a)).collect();
                     let reason = crate::stacks::wait_reason(&frames);
-                    stacks.insert(id, crate::snapshot::Stack { id, reason, frames });
+                    entry.insert(crate::snapshot::Stack { id, reason, frames });
                 }
             }
             task.parked_at = stacks.contains_key(&id).then_some(id);

@@ -6,14 +6,18 @@ use std::fmt::Write;
 use crate::clock::human;
 use crate::snapshot::{Snapshot, State};
 
-/// One group of `debug=1`: the tasks of one spawn site.
+/// One group of `debug=1`: the tasks of one spawn site parked at one stack.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Group {
     pub(crate) site: u32,
+    /// The parked-at stack (deep mode).
+    pub(crate) stack: Option<u32>,
     pub(crate) running: u64,
     pub(crate) idle: u64,
     /// The longest time any task of the group has been idle.
     pub(crate) max_idle_ms: u64,
+    /// The wait reasons of its idle tasks, with counts (deep mode).
+    pub(crate) waits: Vec<(&'static str, u64)>,
 }
 
 impl Group {
@@ -22,27 +26,70 @@ impl Group {
     }
 }
 
-/// Live tasks grouped by spawn site, largest group first.
+/// Live tasks grouped by spawn site and parked-at stack, largest first.
 pub(crate) fn groups(snapshot: &Snapshot) -> Vec<Group> {
-    let mut by_site: HashMap<u32, Group> = HashMap::new();
+    let mut by_key: HashMap<(u32, Option<u32>), Group> = HashMap::new();
     for t in &snapshot.tasks {
-        let g = by_site.entry(t.site).or_insert(Group { site: t.site, running: 0, idle: 0, max_idle_ms: 0 });
+        let g = by_key.entry((t.site, t.parked_at)).or_insert(Group {
+            site: t.site,
+            stack: t.parked_at,
+            running: 0,
+            idle: 0,
+            max_idle_ms: 0,
+            waits: Vec::new(),
+        });
         match t.state {
             State::Running => g.running += 1,
             State::Idle => g.idle += 1,
         }
         g.max_idle_ms = g.max_idle_ms.max(t.idle_ms);
+        if let Some(wait) = t.wait {
+            match g.waits.iter_mut().find(|(w, _)| *w == wait) {
+                Some((_, n)) => *n += 1,
+                None => g.waits.push((wait, 1)),
+            }
+        }
     }
-    let mut groups: Vec<Group> = by_site.into_values().collect();
+    let mut groups: Vec<Group> = by_key.into_values().collect();
+    for g in &mut groups {
+        g.waits.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    }
     groups.sort_by(|a, b| {
-        b.count().cmp(&a.count()).then_with(|| snapshot.location(a.site).cmp(snapshot.location(b.site)))
+        b.count()
+            .cmp(&a.count())
+            .then_with(|| snapshot.location(a.site).cmp(snapshot.location(b.site)))
+            .then(a.stack.cmp(&b.stack))
     });
     groups
+}
+
+/// The shown frames of stack `id` as (function, `file:line`), and how many
+/// frames were folded away.
+fn frames(snapshot: &Snapshot, id: Option<u32>) -> (Vec<(String, String)>, usize) {
+    let Some(stack) = id.and_then(|id| snapshot.stacks.iter().find(|s| s.id == id)) else {
+        return (Vec::new(), 0);
+    };
+    let (shown, folded) = stack.trimmed();
+    let lines = shown
+        .into_iter()
+        .map(|f| {
+            let file = f.file.as_deref().unwrap_or("?");
+            let at = match f.line {
+                Some(line) => format!("{file}:{line}"),
+                None => file.to_string(),
+            };
+            (f.function.clone(), at)
+        })
+        .collect();
+    (lines, folded)
 }
 
 fn notice(out: &mut String, snapshot: &Snapshot) {
     if let Some(problem) = snapshot.agent.problem {
         let _ = writeln!(out, "# task tracking is off: {problem}");
+    }
+    if let Some(problem) = snapshot.agent.deep_problem {
+        let _ = writeln!(out, "# {problem}");
     }
     if snapshot.agent.dropped.tasks > 0 {
         let _ = writeln!(
@@ -62,16 +109,21 @@ pub(crate) fn grouped(snapshot: &Snapshot) -> String {
     for g in groups(snapshot) {
         let site = &snapshot.sites[g.site as usize];
         let _ = writeln!(out, "{} @ spawned at {}", g.count(), site.location);
+        let waits: Vec<String> = g.waits.iter().map(|(w, n)| format!("{n} {w}")).collect();
+        let idle = if waits.is_empty() { format!("{} idle", g.idle) } else { waits.join(", ") };
         let _ = writeln!(
             out,
-            "#\t{} idle, {} running; longest idle {}; spawned {}, completed {}, peak live {}",
-            g.idle,
+            "#\t{idle}, {} running; longest idle {}; spawned {}, completed {}, peak live {}",
             g.running,
             human(g.max_idle_ms),
             site.spawned,
             site.completed,
             site.peak_live
         );
+        let (lines, _) = frames(snapshot, g.stack);
+        for (function, at) in lines {
+            let _ = writeln!(out, "#\t{function}\t{at}");
+        }
         out.push('\n');
     }
     out
@@ -87,7 +139,21 @@ pub(crate) fn per_task(snapshot: &Snapshot) -> String {
     order.sort_unstable_by_key(|&i| snapshot.tasks[i].id);
     for i in order {
         let t = &snapshot.tasks[i];
-        let _ = writeln!(out, "task {} [{}, {}]:", t.id, t.state.as_str(), human(t.state_ms()));
+        let status = match (t.state, t.wait) {
+            (State::Idle, Some(wait)) => wait,
+            (state, _) => state.as_str(),
+        };
+        let _ = writeln!(out, "task {} [{status}, {}]:", t.id, human(t.state_ms()));
+        // A running task's last parking place says nothing about now.
+        let parked = if t.state == State::Idle { t.parked_at } else { None };
+        let (lines, folded) = frames(snapshot, parked);
+        for (function, at) in &lines {
+            let _ = writeln!(out, "{function}\n\t{at}");
+        }
+        if folded > 0 && !lines.is_empty() {
+            let frames = if folded == 1 { "frame" } else { "frames" };
+            let _ = writeln!(out, "\t... {folded} {frames} of tokio, std and taskscope folded");
+        }
         let _ = writeln!(out, "\tpolls: {}, busy: {}, age: {}", t.polls, human(t.busy_ms), human(t.age_ms));
         let _ = writeln!(out, "spawned at {}", snapshot.location(t.site));
         out.push('\n');
@@ -144,10 +210,18 @@ mod tests {
     }
 
     #[test]
+    fn deep_dumps_match_their_golden_files() {
+        let s = crate::snapshot::deep_fixture();
+        golden("tasks_debug1_deep.txt", &grouped(&s));
+        golden("tasks_debug2_deep.txt", &per_task(&s));
+    }
+
+    #[test]
     fn groups_count_states_and_order_by_size_then_location() {
         let g = groups(&fixture());
         assert_eq!(g.len(), 2);
         assert_eq!((g[0].site, g[0].idle, g[0].running, g[0].max_idle_ms), (1, 2, 0, 300_000));
+        assert!(g[0].waits.is_empty(), "lean mode knows no wait reasons");
         assert_eq!((g[1].site, g[1].idle, g[1].running), (2, 1, 1));
     }
 

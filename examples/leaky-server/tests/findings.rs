@@ -22,6 +22,7 @@ fn wait_for(server: &Server, kind: &str, site: &str) -> (serde_json::Value, Dura
         if let Some(f) =
             all.iter().find(|f| f["kind"] == kind && f["location"].as_str().unwrap_or("").starts_with(site))
         {
+            eprintln!("{kind} at {site} reported {:?} after the request", started.elapsed());
             return (f.clone(), started.elapsed());
         }
         assert!(started.elapsed() < Duration::from_secs(20), "no {kind} at {site} in {all:#?}");
