@@ -1,12 +1,13 @@
 //! A CPU profile under load: while it runs, the app spawns thousands of short
 //! tasks and a client keeps asking for task dumps and snapshots. Every
-//! request must complete, and the app must keep making progress: the SIGPROF
-//! handler takes no locks, so nothing it interrupts can wedge it.
+//! request must complete, the app must keep making progress, and no thread
+//! may panic: the SIGPROF handler takes no locks, so nothing it interrupts
+//! can wedge it.
 
 use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pprof::protos::{Message, Profile};
@@ -34,8 +35,21 @@ fn stress_test_task_work(seed: u64) -> u64 {
     x
 }
 
+/// Counts panics on every thread (the hooks run on the runtime's workers).
+fn record_panics() -> Arc<Mutex<Vec<String>>> {
+    let panics = Arc::new(Mutex::new(Vec::new()));
+    let seen = panics.clone();
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        seen.lock().unwrap_or_else(|e| e.into_inner()).push(info.to_string());
+        default(info);
+    }));
+    panics
+}
+
 #[test]
 fn a_profile_task_dumps_and_many_spawns_all_complete_together() {
+    let panics = record_panics();
     let mut b = tokio::runtime::Builder::new_multi_thread();
     b.worker_threads(2).enable_all();
     taskscope::instrument(&mut b);
