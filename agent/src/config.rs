@@ -16,6 +16,8 @@ pub(crate) const MAX_SITES: &str = "TASKSCOPE_MAX_SITES";
 pub(crate) const COMPLETED: &str = "TASKSCOPE_COMPLETED";
 pub(crate) const CPU_HZ: &str = "TASKSCOPE_CPU_HZ";
 pub(crate) const CPU_MAX_SECONDS: &str = "TASKSCOPE_CPU_MAX_SECONDS";
+pub(crate) const HEAP_SAMPLE_BYTES: &str = "TASKSCOPE_HEAP_SAMPLE_BYTES";
+pub(crate) const HEAP_GROWTH_WINDOW: &str = "TASKSCOPE_HEAP_GROWTH_WINDOW";
 
 /// The default address of the debug endpoint.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:6060";
@@ -88,6 +90,38 @@ pub(crate) fn env_count(name: &'static str, min: u64, max: u64) -> Result<Option
 
 pub(crate) fn env_token() -> Option<String> {
     var(TOKEN)
+}
+
+/// The mean heap sampling interval in bytes (`TASKSCOPE_HEAP_SAMPLE_BYTES`,
+/// default 512 KiB; `0` keeps only the totals). 0 when the agent is
+/// disabled. Read once, before `main`; a bad value is reported on stderr and
+/// the default used.
+pub(crate) fn heap_sample_bytes() -> u64 {
+    if disabled() {
+        return 0;
+    }
+    match env_count(HEAP_SAMPLE_BYTES, 0, 1 << 40) {
+        Ok(Some(n)) => n,
+        Ok(None) => crate::heap::DEFAULT_SAMPLE_BYTES,
+        Err(e) => {
+            eprintln!("taskscope: {e}; using the default");
+            crate::heap::DEFAULT_SAMPLE_BYTES
+        }
+    }
+}
+
+/// The window over which an allocation site must keep growing to be
+/// reported (`TASKSCOPE_HEAP_GROWTH_WINDOW`, default 60 s, at least 1 s).
+pub(crate) fn heap_growth_window() -> std::time::Duration {
+    let default = std::time::Duration::from_secs(60);
+    match env_duration(HEAP_GROWTH_WINDOW) {
+        Ok(Some(d)) => d.max(std::time::Duration::from_secs(1)),
+        Ok(None) => default,
+        Err(e) => {
+            eprintln!("taskscope: {e}; using the default");
+            default
+        }
+    }
 }
 
 /// The registry's capacity from the environment, or its defaults. A bad value

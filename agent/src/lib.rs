@@ -10,6 +10,7 @@ mod cpu;
 mod detect;
 mod error;
 mod health;
+mod heap;
 mod http;
 mod render;
 mod snapshot;
@@ -18,6 +19,7 @@ pub mod testing;
 
 pub use agent::{init, try_init, Agent, Builder};
 pub use error::Error;
+pub use heap::Allocator;
 pub use tasks::instrument;
 pub use taskscope_macros::{main, test};
 

@@ -4,6 +4,7 @@
 mod cpu;
 mod empty;
 mod error;
+mod heap;
 mod params;
 
 use std::sync::Arc;
@@ -34,6 +35,8 @@ type AppState = Arc<Shared>;
 
 /// The router of every endpoint.
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    // With taskscope's allocator installed, start reading the heap's history.
+    crate::heap::start_history();
     Router::new()
         .route("/debug/pprof", get(|| async { Redirect::permanent("/debug/pprof/") }))
         .route("/debug/pprof/", get(index))
@@ -43,6 +46,9 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/debug/pprof/flamegraph", get(cpu::flamegraph))
         .route("/debug/pprof/block", get(empty::block))
         .route("/debug/pprof/mutex", get(empty::mutex))
+        .route("/debug/pprof/allocs", get(heap::allocs))
+        .route("/debug/pprof/heap", get(heap::heap))
+        .route("/debug/pprof/heap/flamegraph", get(heap::flamegraph))
         .route("/debug/pprof/{profile}", get(unknown_profile))
         .route("/debug/taskscope/api/snapshot", get(snapshot_json))
         .route("/debug/taskscope/findings", get(findings_text))

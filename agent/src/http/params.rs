@@ -2,6 +2,7 @@
 
 use super::error::HttpError;
 use crate::render::flamegraph::FlamegraphOptions;
+use crate::render::heap::SampleType;
 use crate::render::json::{SortKey, TaskQuery};
 use crate::snapshot::State;
 
@@ -54,6 +55,25 @@ impl Params {
                     "invalid seconds={v:?}: want a whole number of seconds from 1 to {max}"
                 ))),
             },
+        }
+    }
+
+    /// `seconds` of a delta profile (heap, allocs): absent for none, else a
+    /// whole number from 1 to `max`.
+    pub(crate) fn delta_seconds(&self, max: u64) -> Result<Option<u64>, HttpError> {
+        match self.get("seconds").map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(_) => self.seconds(max).map(Some),
+        }
+    }
+
+    /// `sample`, the value a heap flamegraph shows (default `inuse_space`).
+    pub(crate) fn heap_sample(&self) -> Result<SampleType, HttpError> {
+        match self.get("sample").map(str::trim) {
+            None | Some("") => Ok(SampleType::default()),
+            Some(v) => SampleType::parse(v).ok_or_else(|| {
+                HttpError::bad_request(format!("invalid sample={v:?}: want one of {}", SampleType::NAMES))
+            }),
         }
     }
 
@@ -179,6 +199,20 @@ mod tests {
             assert_eq!(e.status, 400, "{bad}");
             assert!(e.reason.contains("from 1 to 300"), "{bad}: {}", e.reason);
         }
+    }
+
+    #[test]
+    fn heap_deltas_and_samples_are_validated() {
+        assert_eq!(p("").delta_seconds(300).unwrap(), None);
+        assert_eq!(p("seconds=5").delta_seconds(300).unwrap(), Some(5));
+        for bad in ["seconds=0", "seconds=-3", "seconds=x", "seconds=301"] {
+            let e = p(bad).delta_seconds(300).unwrap_err();
+            assert!(e.status == 400 && e.reason.contains("from 1 to 300"), "{bad}: {}", e.reason);
+        }
+        assert_eq!(p("").heap_sample().unwrap(), SampleType::InuseSpace);
+        assert_eq!(p("sample=alloc_objects").heap_sample().unwrap(), SampleType::AllocObjects);
+        let e = p("sample=space").heap_sample().unwrap_err();
+        assert!(e.reason.contains("want one of inuse_space"), "{}", e.reason);
     }
 
     #[test]

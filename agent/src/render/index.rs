@@ -19,11 +19,26 @@ pub(crate) struct Profile {
     pub(crate) description: &'static str,
 }
 
+const HEAP: &str = "A sampling of memory allocations of live objects: estimated in-use bytes and objects \
+     per stack, labelled with the spawn site of the task that allocated. seconds=N gives the change \
+     over the next N seconds.";
+const ALLOCS: &str = "A sampling of all past memory allocations: the heap profile shown by allocated \
+     space by default. seconds=N gives what was allocated over the next N seconds.";
+const HEAP_FLAMEGRAPH: &str = "In-use heap flamegraph (an interactive SVG). sample=inuse_objects, \
+     alloc_space or alloc_objects for the others; seconds=N for the change over N seconds.";
+/// What heap, allocs and heap/flamegraph say without taskscope's allocator.
+const HEAP_OFF: &str = crate::heap::HOW_TO_ENABLE;
+
 /// The profiles the index lists, in Go's (alphabetical) order.
 pub(crate) fn profiles(snapshot: &Snapshot) -> Vec<Profile> {
     let live = Some(snapshot.tasks_total);
+    let heap = &snapshot.heap;
+    let stacks = Some(heap.sampler.stacks as usize);
+    let (heap_text, allocs_text, heap_svg_text) =
+        if heap.enabled { (HEAP, ALLOCS, HEAP_FLAMEGRAPH) } else { (HEAP_OFF, HEAP_OFF, HEAP_OFF) };
     let p = |name, count, href, description| Profile { name, count, href, description };
     vec![
+        p("allocs", stacks, "allocs?debug=1", allocs_text),
         p(
             "block",
             Some(0),
@@ -44,6 +59,8 @@ pub(crate) fn profiles(snapshot: &Snapshot) -> Vec<Profile> {
             "goroutine?debug=1",
             "Live tokio tasks (an alias of tasks, for tools configured for Go).",
         ),
+        p("heap", stacks, "heap?debug=1", heap_text),
+        p("heap/flamegraph", None, "heap/flamegraph", heap_svg_text),
         p(
             "mutex",
             Some(0),

@@ -109,6 +109,7 @@ struct SnapshotJson<'a> {
     sites: &'a [crate::snapshot::Site],
     completed: &'a [crate::snapshot::CompletedTask],
     workers: &'a [crate::snapshot::Worker],
+    heap: &'a crate::heap::HeapSummary,
     findings: &'a [crate::snapshot::Finding],
     agent: &'a crate::snapshot::AgentInfo,
 }
@@ -139,6 +140,7 @@ pub(crate) fn snapshot(snapshot: &Snapshot) -> Vec<u8> {
         sites: &snapshot.sites,
         completed: &snapshot.completed,
         workers: &snapshot.workers,
+        heap: &snapshot.heap,
         findings: &snapshot.findings,
         agent: &snapshot.agent,
     };

@@ -2,6 +2,7 @@
 //! in Go's shapes, gzip'd `profile.proto`, JSON, and the HTML index page.
 
 pub(crate) mod flamegraph;
+pub(crate) mod heap;
 pub(crate) mod index;
 pub(crate) mod json;
 pub(crate) mod pprof;

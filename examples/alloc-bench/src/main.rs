@@ -1,0 +1,177 @@
+//! Run with: cargo run --release -p alloc-bench
+//!
+//! The alloc-heavy benchmark of BENCHMARKS.md: the same workload (2 threads
+//! × 20,000,000 small boxes, then Vec growth) under
+//! - `baseline`: the system allocator;
+//! - `off`: `taskscope::Allocator` with sampling off
+//!   (`TASKSCOPE_HEAP_SAMPLE_BYTES=0`, exact totals only);
+//! - `default`: `taskscope::Allocator` at its default rate (512 KiB);
+//! - `16KiB`: one sample per 16 KiB, 32 times the default rate, to measure
+//!   what one sample costs.
+//!
+//! The modes run in turn (A B C D A B C D …) after a warm-up, and the table
+//! gives each mode's median and min–max, and its ratio to the baseline.
+//! `ALLOC_BENCH_RUNS` sets the counted runs per mode (default 7).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+struct Mode {
+    name: &'static str,
+    binary: &'static str,
+    /// `TASKSCOPE_HEAP_SAMPLE_BYTES`, or unset.
+    rate: Option<u64>,
+}
+
+/// taskscope's default mean sampling interval.
+const DEFAULT_RATE: u64 = 512 << 10;
+
+const MODES: [Mode; 4] = [
+    Mode { name: "baseline", binary: "alloc-workload-system", rate: None },
+    Mode { name: "off", binary: "alloc-workload-taskscope", rate: Some(0) },
+    Mode { name: "default", binary: "alloc-workload-taskscope", rate: None },
+    Mode { name: "16KiB", binary: "alloc-workload-taskscope", rate: Some(16 << 10) },
+];
+
+/// `cargo run` builds only this binary: build the workloads next to it.
+fn build_workloads() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe.parent().expect("a directory").to_path_buf();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let mut build = Command::new(cargo);
+    build.args(["build", "-p", "alloc-bench", "--bins"]);
+    if dir.ends_with("release") {
+        build.arg("--release");
+    } else {
+        eprintln!("warning: not a release build; run with --release for meaningful numbers");
+    }
+    let status = build.status().expect("cargo build");
+    assert!(status.success(), "building the workloads failed");
+    dir
+}
+
+/// One run of `mode`: boxes and vecs, wall-clock and CPU time, in ns.
+fn run(dir: &Path, mode: &Mode) -> Run {
+    let mut cmd = Command::new(dir.join(mode.binary));
+    cmd.env_remove("TASKSCOPE_HEAP_SAMPLE_BYTES").env_remove("TASKSCOPE_DISABLE");
+    if let Some(rate) = mode.rate {
+        cmd.env("TASKSCOPE_HEAP_SAMPLE_BYTES", rate.to_string());
+    }
+    let out = cmd.output().expect("run the workload");
+    assert!(out.status.success(), "{} failed: {}", mode.name, String::from_utf8_lossy(&out.stderr));
+    let line = String::from_utf8_lossy(&out.stdout).to_string();
+    let field = |key: &str| -> f64 {
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(key))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {line:?}"))
+    };
+    Run {
+        wall: (field("boxes_ns="), field("vecs_ns=")),
+        cpu: (field("boxes_cpu_ns="), field("vecs_cpu_ns=")),
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    /// (boxes, vecs)
+    wall: (f64, f64),
+    cpu: (f64, f64),
+}
+
+fn median(xs: &[f64]) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn min_max(xs: &[f64]) -> (f64, f64) {
+    xs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| (lo.min(x), hi.max(x)))
+}
+
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_string());
+    format!("{cpus} CPUs, {model}")
+}
+
+fn main() {
+    let runs: usize = std::env::var("ALLOC_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(7).max(1);
+    let dir = build_workloads();
+    println!(
+        "alloc-heavy: {} threads x {} boxes (8 and 32 bytes), then {} Vecs per thread grown to {} u64",
+        alloc_bench::THREADS,
+        alloc_bench::BOXES,
+        alloc_bench::VEC_ROUNDS,
+        alloc_bench::VEC_LEN
+    );
+    println!("machine: {}; {runs} counted runs per mode after 1 warm-up, modes interleaved", machine());
+    for mode in &MODES {
+        run(&dir, mode);
+    }
+    let mut runs_of: Vec<Vec<Run>> = MODES.iter().map(|_| Vec::new()).collect();
+    for _ in 0..runs {
+        for (i, mode) in MODES.iter().enumerate() {
+            runs_of[i].push(run(&dir, mode));
+        }
+    }
+    let cpu = table("CPU time (user + system)", &runs_of, |r| r.cpu);
+    table("wall-clock time", &runs_of, |r| r.wall);
+    // What one sample costs: the extra CPU time at 16 KiB over sampling
+    // off, divided by the samples expected at 16 KiB.
+    let extra = cpu[3] - cpu[1];
+    let samples = alloc_bench::expected_samples(16 << 10);
+    println!();
+    println!(
+        "one sample (stack walk, table inserts, the sampled block's header): about {:.0} ns of CPU \
+         ({:.1} ms extra for {:.0} expected samples at 16 KiB; the default rate takes {:.0})",
+        extra / samples,
+        extra / 1e6,
+        samples,
+        alloc_bench::expected_samples(DEFAULT_RATE),
+    );
+    println!("budgets: default / baseline <= 1.02; off: throughput >= 0.995 of the baseline");
+}
+
+/// Prints one table; returns each mode's median total.
+fn table(title: &str, runs_of: &[Vec<Run>], pick: impl Fn(&Run) -> (f64, f64)) -> Vec<f64> {
+    let totals: Vec<Vec<f64>> =
+        runs_of.iter().map(|runs| runs.iter().map(|r| pick(r).0 + pick(r).1).collect()).collect();
+    let medians: Vec<f64> = totals.iter().map(|t| median(t)).collect();
+    let base = medians[0];
+    println!();
+    println!("{title}, median of each mode (min-max):");
+    println!(
+        "{:<9} {:>24} {:>10} {:>10} {:>16} {:>11}",
+        "mode", "total ms", "boxes ms", "vecs ms", "time / baseline", "throughput"
+    );
+    for (i, mode) in MODES.iter().enumerate() {
+        let (lo, hi) = min_max(&totals[i]);
+        let boxes: Vec<f64> = runs_of[i].iter().map(|r| pick(r).0).collect();
+        let vecs: Vec<f64> = runs_of[i].iter().map(|r| pick(r).1).collect();
+        println!(
+            "{:<9} {:>8.1} ({:>6.1}-{:>6.1}) {:>10.1} {:>10.1} {:>16.4} {:>11.4}",
+            mode.name,
+            medians[i] / 1e6,
+            lo / 1e6,
+            hi / 1e6,
+            median(&boxes) / 1e6,
+            median(&vecs) / 1e6,
+            medians[i] / base,
+            base / medians[i]
+        );
+    }
+    medians
+}
