@@ -2,7 +2,7 @@
 //! tasks and a client keeps asking for task dumps and snapshots. Every
 //! request must complete, the app must keep making progress, and no thread
 //! may panic: the SIGPROF handler takes no locks, so nothing it interrupts
-//! can wedge it.
+//! (the heap sampler in the allocator included) can wedge it.
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -11,6 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pprof::protos::{Message, Profile};
+
+/// The heap sampler runs too: it walks stacks inside the allocator while
+/// SIGPROF lands anywhere, in the allocator included.
+#[global_allocator]
+static GLOBAL: taskscope::Allocator = taskscope::Allocator::system();
 
 fn get(addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
     let agent = ureq::Agent::config_builder()
