@@ -168,12 +168,12 @@ mod installed {
             .ok()
             .flatten();
         match current {
-            Some((slot, started)) => r.poll_end(slot, Some(started), now),
+            Some((slot, started)) => r.poll_end(slot, id, Some(started), now),
             // Nested polls (a LocalSet inside a task) lose the start time of
             // the outer poll; its end is still recorded.
             None => {
                 if let Some(slot) = r.lookup(id) {
-                    r.poll_end(slot, None, now);
+                    r.poll_end(slot, id, None, now);
                 }
             }
         }
@@ -203,13 +203,18 @@ pub fn instrument(builder: &mut tokio::runtime::Builder) -> &mut tokio::runtime:
     {
         let r = init_registry();
         builder
-            .on_task_spawn(move |meta| installed::on_spawn(r, meta))
+            .on_task_spawn(move |meta| {
+                installed::on_spawn(r, meta);
+                // Deep mode installs its subscriber at the first spawn.
+                #[cfg(feature = "deep")]
+                crate::deep::on_spawn();
+            })
             .on_task_terminate(move |meta| installed::on_terminate(r, meta))
             .on_before_task_poll(move |meta| installed::on_poll_start(r, meta))
             .on_after_task_poll(move |meta| installed::on_poll_end(r, meta));
         crate::health::note_instrumented();
         #[cfg(feature = "deep")]
-        crate::deep::install(r.capacity.tasks);
+        crate::deep::arm(r.capacity.tasks);
     }
     #[cfg(not(tokio_unstable))]
     {

@@ -111,10 +111,17 @@ impl Registry {
         (slot.spawned.load(Relaxed) >> SITE_SHIFT) as u32
     }
 
-    /// The poll that started at `started` ends.
+    /// The poll of task `id` that started at `started` ends.
+    ///
+    /// A task that completes in this poll has already been terminated (tokio
+    /// runs the terminate hook inside the poll), so its slot may be free, or
+    /// even another task's: the id check keeps this from writing into it.
     #[inline]
-    pub(crate) fn poll_end(&self, slot: u32, started: Option<u64>, now: u64) {
+    pub(crate) fn poll_end(&self, slot: u32, id: u64, started: Option<u64>, now: u64) {
         let slot = self.slab.slot(slot);
+        if slot.id.load(Relaxed) != id {
+            return;
+        }
         slot.last.store(now, Relaxed);
         if let Some(started) = started {
             if now > started {
@@ -224,7 +231,7 @@ mod tests {
         r.poll_start(slot, 150);
         let t = r.tasks()[0];
         assert_eq!((t.id, t.running, t.last_ms, t.polls), (42, true, 150, 1));
-        r.poll_end(slot, Some(150), 157);
+        r.poll_end(slot, 42, Some(150), 157);
         let t = r.tasks()[0];
         assert_eq!((t.running, t.last_ms, t.busy_ms, t.spawned_ms), (false, 157, 7, 100));
         let site = &r.sites()[t.site as usize];
@@ -238,6 +245,22 @@ mod tests {
         assert_eq!(done.len(), 1);
         assert_eq!((done[0].id, done[0].ended_ms, done[0].polls, done[0].busy_ms), (42, 200, 1, 7));
         assert_eq!(r.sites()[t.site as usize].completed, 1);
+    }
+
+    #[test]
+    fn the_end_of_a_poll_that_completed_the_task_leaves_its_slot_alone() {
+        let r = registry();
+        let mut cache = Cache::default();
+        let here = Location::caller();
+        let slot = r.spawn(&mut cache, 0, 1, here, 0).unwrap();
+        r.poll_start(slot, 5);
+        // tokio terminates a task inside its last poll, before the end hook.
+        r.terminate(&mut cache, 0, 1, 6);
+        let reused = r.spawn(&mut cache, 0, 2, here, 7).unwrap();
+        assert_eq!(reused, slot, "the freed slot is reused at once");
+        r.poll_end(slot, 1, Some(5), 900);
+        let t = r.tasks()[0];
+        assert_eq!((t.id, t.last_ms, t.busy_ms), (2, 7, 0), "task 1's poll end wrote into task 2");
     }
 
     #[test]
