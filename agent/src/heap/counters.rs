@@ -6,10 +6,10 @@
 //! read-modify-write, no line that another thread writes. Readers sum the
 //! slots. A slot holds running totals, so when a thread exits its slot is
 //! handed to the next new thread, which keeps adding to them; the sum stays
-//! exact. Slot 0 belongs to nobody: its countdown is pinned far below zero,
-//! so a thread without a slot of its own (not yet registered, exited, or one
-//! too many) takes the slow path on every allocation and counts into shared
-//! atomics there.
+//! exact. The thread-local holds a pointer to the thread's slot; it is null
+//! for a thread without one (not registered yet, exited, or one too many),
+//! which takes the slow path on every allocation and free and counts into
+//! shared atomics there.
 //!
 //! Bytes allocated are not counted separately: the countdown already
 //! subtracts every size, so `base + interval - countdown` is the thread's
@@ -26,11 +26,9 @@ use super::sampler::{self, Rng};
 /// Threads with a slot of their own at once; more share the slow path.
 pub(crate) const SLOTS: usize = 4096;
 
-/// The countdown of slot 0, far enough below zero that no allocation that
-/// can succeed brings it back above.
-const NEVER: i64 = -(1 << 61);
-
-#[repr(C, align(64))]
+/// 128 bytes: Intel's adjacent-line prefetcher fetches lines in pairs, so
+/// two threads' slots must not share a pair.
+#[repr(C, align(128))]
 struct Slot {
     /// Bytes until this thread's next sampling decision.
     countdown: AtomicI64,
@@ -97,13 +95,11 @@ impl Slot {
     }
 }
 
-/// All zeros, so that it lives in `.bss` and works before `main`. Slot 0
-/// starts at a countdown of 0, which the first allocation takes below zero;
-/// the slow path then pins it at [`NEVER`].
+/// All zeros, so that it lives in `.bss` and works before `main`.
 static SLOT_TABLE: [Slot; SLOTS] = [const { Slot::new(0) }; SLOTS];
 
 /// One past the highest slot ever claimed.
-static HIGH: AtomicUsize = AtomicUsize::new(1);
+static HIGH: AtomicUsize = AtomicUsize::new(0);
 
 /// Counts of the threads without a slot, shared (slow path only).
 static ORPHAN_ALLOC_BYTES: AtomicU64 = AtomicU64::new(0);
@@ -132,8 +128,8 @@ enum Phase {
 /// This thread's allocator state. `const`-initialized and without a
 /// destructor, so that reading it never allocates or registers anything.
 struct Local {
-    /// Index into `SLOT_TABLE`; 0 while the thread owns none.
-    slot: Cell<usize>,
+    /// This thread's slot in `SLOT_TABLE`; null while it owns none.
+    slot: Cell<*const Slot>,
     phase: Cell<Phase>,
     /// Set while this thread is inside the allocator's slow path.
     busy: Cell<bool>,
@@ -145,7 +141,7 @@ struct Local {
 thread_local! {
     static LOCAL: Local = const {
         Local {
-            slot: Cell::new(0),
+            slot: Cell::new(std::ptr::null()),
             phase: Cell::new(Phase::Fresh),
             busy: Cell::new(false),
             rng: Cell::new(0),
@@ -169,11 +165,11 @@ thread_local! {
     static EXIT: Exit = const { Exit };
 }
 
+/// This thread's slot, if it owns one.
 #[inline(always)]
-fn slot(index: usize) -> &'static Slot {
-    // SAFETY: `Local::slot` only ever holds 0 or an index returned by
-    // `claim`, both below `SLOTS`.
-    unsafe { SLOT_TABLE.get_unchecked(index) }
+fn own(l: &Local) -> Option<&'static Slot> {
+    // SAFETY: `Local::slot` is null or points into the static `SLOT_TABLE`.
+    unsafe { l.slot.get().as_ref() }
 }
 
 /// The mean sampling interval in bytes (0 = off).
@@ -197,7 +193,7 @@ pub(crate) fn installed() -> bool {
 #[inline(always)]
 pub(crate) fn on_alloc(size: usize) -> bool {
     LOCAL.with(|l| {
-        let s = slot(l.slot.get());
+        let Some(s) = own(l) else { return true };
         let left = s.countdown.load(Relaxed).wrapping_sub(size as i64);
         s.countdown.store(left, Relaxed);
         if left < 0 {
@@ -212,11 +208,7 @@ pub(crate) fn on_alloc(size: usize) -> bool {
 #[inline(always)]
 pub(crate) fn on_free(size: usize) {
     LOCAL.with(|l| {
-        let index = l.slot.get();
-        if index == 0 {
-            return free_slow(l, size);
-        }
-        let s = slot(index);
+        let Some(s) = own(l) else { return free_slow(l, size) };
         Slot::bump(&s.freed_bytes, size as u64);
         Slot::bump(&s.frees, 1);
     })
@@ -228,13 +220,12 @@ fn free_slow(l: &Local, size: usize) {
     if l.phase.get() == Phase::Fresh && !l.busy.get() {
         register(l);
     }
-    match l.slot.get() {
-        0 => {
+    match own(l) {
+        None => {
             ORPHAN_FREES.fetch_add(1, Relaxed);
             ORPHAN_FREED_BYTES.fetch_add(size as u64, Relaxed);
         }
-        index => {
-            let s = slot(index);
+        Some(s) => {
             Slot::bump(&s.freed_bytes, size as u64);
             Slot::bump(&s.frees, 1);
         }
@@ -246,13 +237,12 @@ fn free_slow(l: &Local, size: usize) {
 #[cold]
 #[inline(never)]
 pub(crate) fn undo_alloc(size: usize) {
-    LOCAL.with(|l| match l.slot.get() {
-        0 => {
+    LOCAL.with(|l| match own(l) {
+        None => {
             ORPHAN_ALLOCS.fetch_sub(1, Relaxed);
             ORPHAN_ALLOC_BYTES.fetch_sub(size as u64, Relaxed);
         }
-        index => {
-            let s = slot(index);
+        Some(s) => {
             s.countdown.store(s.countdown.load(Relaxed).wrapping_add(size as i64), Relaxed);
             s.allocs.store(s.allocs.load(Relaxed).wrapping_sub(1), Relaxed);
         }
@@ -281,18 +271,13 @@ pub(crate) fn alloc_event(size: usize) -> Decision {
     LOCAL.with(|l| {
         if l.phase.get() == Phase::Fresh && !l.busy.get() {
             register(l);
-            if l.slot.get() != 0 {
-                // The fast path subtracted from slot 0; redo it on our own.
-                if !on_alloc(size) {
-                    return Decision::Skip;
-                }
+            // Now that the thread has a slot, count this allocation there.
+            if own(l).is_some() && !on_alloc(size) {
+                return Decision::Skip;
             }
         }
         let rate = rate();
-        let index = l.slot.get();
-        if index == 0 {
-            // Keep slot 0 pinned: other slot-less threads subtract from it.
-            slot(0).countdown.store(NEVER, Relaxed);
+        let Some(s) = own(l) else {
             ORPHAN_ALLOCS.fetch_add(1, Relaxed);
             ORPHAN_ALLOC_BYTES.fetch_add(size as u64, Relaxed);
             let left = l.spare.get().wrapping_sub(size as i64);
@@ -301,17 +286,20 @@ pub(crate) fn alloc_event(size: usize) -> Decision {
                 return Decision::Skip;
             }
             l.spare.set(draw(l, rate));
-        } else {
-            let s = slot(index);
-            Slot::bump(&s.allocs, 1);
-            s.restart(draw(l, rate));
-        }
-        match (rate, l.busy.get()) {
-            (0, _) => Decision::Skip,
-            (_, true) => Decision::Reentrant,
-            (_, false) => Decision::Sample,
-        }
+            return decide(l, rate);
+        };
+        Slot::bump(&s.allocs, 1);
+        s.restart(draw(l, rate));
+        decide(l, rate)
     })
+}
+
+fn decide(l: &Local, rate: u64) -> Decision {
+    match (rate, l.busy.get()) {
+        (0, _) => Decision::Skip,
+        (_, true) => Decision::Reentrant,
+        (_, false) => Decision::Sample,
+    }
 }
 
 fn draw(l: &Local, rate: u64) -> i64 {
@@ -331,9 +319,9 @@ fn register(l: &Local) {
     l.rng.set(Rng::new(seed).state());
     let next = draw(l, rate());
     match claim() {
-        Some(index) => {
-            slot(index).restart(next);
-            l.slot.set(index);
+        Some(s) => {
+            s.restart(next);
+            l.slot.set(s);
             l.phase.set(Phase::Active);
         }
         None => {
@@ -347,15 +335,13 @@ fn register(l: &Local) {
     l.busy.set(false);
 }
 
-fn claim() -> Option<usize> {
-    (1..SLOTS).find(|&i| {
+fn claim() -> Option<&'static Slot> {
+    let i = (0..SLOTS).find(|&i| {
         let s = &SLOT_TABLE[i];
-        let won = !s.owned.load(Relaxed) && s.owned.compare_exchange(false, true, Acquire, Relaxed).is_ok();
-        if won {
-            HIGH.fetch_max(i + 1, Relaxed);
-        }
-        won
-    })
+        !s.owned.load(Relaxed) && s.owned.compare_exchange(false, true, Acquire, Relaxed).is_ok()
+    })?;
+    HIGH.fetch_max(i + 1, Relaxed);
+    Some(&SLOT_TABLE[i])
 }
 
 /// The thread is exiting: fold its interval into its slot's totals and hand
@@ -363,10 +349,8 @@ fn claim() -> Option<usize> {
 fn retire() {
     let _ = LOCAL.try_with(|l| {
         l.busy.set(true);
-        let index = l.slot.get();
-        if index != 0 {
-            l.slot.set(0);
-            let s = slot(index);
+        if let Some(s) = own(l) {
+            l.slot.set(std::ptr::null());
             s.restart(0);
             l.spare.set(draw(l, rate()));
             s.owned.store(false, Release);
@@ -430,7 +414,7 @@ pub(crate) fn totals() -> Totals {
         freed_bytes: ORPHAN_FREED_BYTES.load(Relaxed),
         freed_objects: ORPHAN_FREES.load(Relaxed),
     };
-    for s in &SLOT_TABLE[1..HIGH.load(Relaxed).min(SLOTS)] {
+    for s in &SLOT_TABLE[..HIGH.load(Relaxed).min(SLOTS)] {
         t.allocated_bytes = t.allocated_bytes.wrapping_add(s.allocated_bytes());
         t.allocated_objects = t.allocated_objects.wrapping_add(s.allocs.load(Relaxed));
         t.freed_bytes = t.freed_bytes.wrapping_add(s.freed_bytes.load(Relaxed));
@@ -479,9 +463,7 @@ mod tests {
             // The first allocation registers the thread. Its slot may have
             // been another thread's, so measure from here.
             alloc(1);
-            let index = LOCAL.with(|l| l.slot.get());
-            assert_ne!(index, 0, "the thread got a slot");
-            let s = slot(index);
+            let s = LOCAL.with(own).expect("the thread got a slot");
             let (bytes, objects) = (s.allocated_bytes(), s.allocs.load(Relaxed));
             // Enough bytes to run through hundreds of intervals.
             for _ in 0..200_000 {
@@ -502,13 +484,13 @@ mod tests {
     fn slots_are_handed_on_when_threads_exit() {
         let first = std::thread::spawn(|| {
             on_free(1);
-            LOCAL.with(|l| l.slot.get())
+            LOCAL.with(own).expect("the thread got a slot") as *const Slot as usize
         })
         .join()
         .unwrap();
-        assert_ne!(first, 0);
         // The destructor released it: it can be claimed again.
-        assert!(!SLOT_TABLE[first].owned.load(Acquire));
+        let s = SLOT_TABLE.iter().find(|s| *s as *const Slot as usize == first).unwrap();
+        assert!(!s.owned.load(Acquire));
     }
 
     #[test]

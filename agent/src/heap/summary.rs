@@ -150,7 +150,11 @@ pub(crate) fn summary() -> HeapSummary {
 
     let histories = history::by_site();
     let window_ms = history::window().as_millis() as u64;
-    let growth = growth::detect(&histories, &GrowthOptions::for_window(window_ms, rate));
+    // The agent's own memory is bounded by its settings; findings are about
+    // the application.
+    let app: Vec<growth::SiteHistory> =
+        histories.iter().filter(|h| h.location != symbols::AGENT_SITE).cloned().collect();
+    let growth = growth::detect(&app, &GrowthOptions::for_window(window_ms, rate));
     let allocation_sites = allocation_sites(&histories);
 
     HeapSummary {

@@ -71,17 +71,28 @@ impl Frame {
         ALLOCATOR.iter().any(|p| self.name().starts_with(p))
     }
 
-    /// Whether the frame is in std, tokio, taskscope or another library
-    /// rather than in the application's own code.
+    /// Whether the frame is in std, tokio, taskscope, C code or another
+    /// library rather than in the application's own code.
     pub(crate) fn is_library(&self) -> bool {
         LIBRARY.iter().any(|p| self.name().starts_with(p))
-            || self.file.is_empty()
+            || !self.file.ends_with(".rs")
             || self.file.starts_with("/rustc/")
             || self.file.contains("/.cargo/registry/")
             || self.file.contains("/.cargo/git/")
             || self.file.contains("/lib/rustlib/")
     }
+
+    /// Whether the frame is the agent's own code (the allocator's frames are
+    /// trimmed before this is asked).
+    fn is_agent(&self) -> bool {
+        self.name().starts_with("taskscope::")
+    }
 }
+
+/// The allocation site of memory the agent allocated for itself (its task
+/// registry, tables, buffers), so that it is not charged to the
+/// application's frame that started the agent.
+pub(crate) const AGENT_SITE: &str = "<taskscope agent>";
 
 /// Symbolized addresses; bounded, cleared when full.
 static CACHE: OnceLock<Mutex<HashMap<usize, Arc<[Frame]>>>> = OnceLock::new();
@@ -144,9 +155,14 @@ pub(crate) fn trim(mut frames: Vec<Frame>) -> Vec<Frame> {
 }
 
 /// The allocation site of a stack: its first frame in the application's
-/// own code.
-pub(crate) fn allocation_site(frames: &[Frame]) -> Option<&Frame> {
-    frames.iter().find(|f| !f.is_library())
+/// own code; [`AGENT_SITE`] if the agent's own code comes first.
+pub(crate) fn allocation_site(frames: &[Frame]) -> Option<Frame> {
+    let first = frames.iter().find(|f| !f.is_library() || f.is_agent())?;
+    Some(if first.is_agent() {
+        Frame { function: "taskscope".into(), file: AGENT_SITE.into(), line: 0, column: 0 }
+    } else {
+        first.clone()
+    })
 }
 
 /// The allocation site of stack-table entry `id`, whose return addresses
@@ -158,7 +174,7 @@ pub(crate) fn site_of(id: u32, addresses: &[usize]) -> Option<Frame> {
     if let Some(hit) = sites.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
         return hit.clone();
     }
-    let site = allocation_site(&symbolize(addresses)).cloned();
+    let site = allocation_site(&symbolize(addresses));
     sites.lock().unwrap_or_else(|e| e.into_inner()).insert(id, site.clone());
     site
 }
@@ -195,6 +211,19 @@ mod tests {
         let site = allocation_site(&trimmed).unwrap();
         assert_eq!(site.function, "app::cache::Cache::insert");
         assert_eq!(site.location(), "src/cache.rs:7:9");
+    }
+
+    #[test]
+    fn the_agents_own_memory_and_c_code_are_not_the_apps() {
+        let agent = vec![
+            frame("alloc::alloc::alloc_zeroed", "/rustc/abc/library/alloc/src/alloc.rs"),
+            frame("taskscope::tasks::registry::Registry::new", "agent/src/tasks/registry.rs"),
+            frame("app::main", "src/main.rs"),
+        ];
+        assert_eq!(allocation_site(&agent).unwrap().location(), AGENT_SITE);
+        let c = vec![frame("start_thread", "./nptl/pthread_create.c"), frame("app::main", "src/main.rs")];
+        assert_eq!(allocation_site(&c).unwrap().function, "app::main");
+        assert_eq!(allocation_site(&c[..1]), None);
     }
 
     #[test]

@@ -23,9 +23,15 @@ enum Small {
     Four(#[allow(dead_code)] Box<[u64; 4]>),
 }
 
+/// `name` from the environment, else `default`: lets a slow tool such as
+/// callgrind run a shorter workload.
+fn scale(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
 fn boxes(seed: u64) -> u64 {
     let mut ring: Vec<Option<Small>> = (0..WINDOW).map(|_| None).collect();
-    for i in 0..BOXES {
+    for i in 0..scale("ALLOC_BENCH_BOXES", BOXES) {
         let b = if i % 2 == 0 { Small::One(Box::new(i ^ seed)) } else { Small::Four(Box::new([i; 4])) };
         ring[i as usize % WINDOW] = Some(black_box(b));
     }
@@ -34,7 +40,7 @@ fn boxes(seed: u64) -> u64 {
 
 fn vecs(seed: u64) -> u64 {
     let mut sum = 0;
-    for _ in 0..VEC_ROUNDS {
+    for _ in 0..scale("ALLOC_BENCH_VEC_ROUNDS", VEC_ROUNDS) {
         let mut v = Vec::new();
         for i in 0..VEC_LEN {
             v.push(i ^ seed);

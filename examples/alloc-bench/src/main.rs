@@ -9,9 +9,13 @@
 //! - `16KiB`: one sample per 16 KiB, 32 times the default rate, to measure
 //!   what one sample costs.
 //!
-//! The modes run in turn (A B C D A B C D …) after a warm-up, and the table
-//! gives each mode's median and min–max, and its ratio to the baseline.
-//! `ALLOC_BENCH_RUNS` sets the counted runs per mode (default 7).
+//! The modes run in turn (A B C D A B C D …) after a warm-up, and the tables
+//! give each mode's median and min–max, and its ratio to the baseline, in
+//! CPU time (steadier on a shared machine) and in wall-clock time.
+//! `ALLOC_BENCH_RUNS` sets the counted runs per mode (default 7). A last
+//! table runs the box phase with both allocators in one process, in
+//! alternating slices of a few milliseconds, which a busy machine disturbs
+//! least.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -143,6 +147,36 @@ fn main() {
         alloc_bench::expected_samples(DEFAULT_RATE),
     );
     println!("budgets: default / baseline <= 1.02; off: throughput >= 0.995 of the baseline");
+    interleaved(&dir);
+}
+
+/// The box phase with both allocators in one process, in alternating
+/// slices: steadier than whole runs on a busy machine.
+fn interleaved(dir: &Path) {
+    println!();
+    println!("box phase in one process, system and taskscope in alternating slices (median ns per pair):");
+    for (name, rate) in [("off", Some(0u64)), ("default", None)] {
+        let mut cmd = Command::new(dir.join("alloc-interleaved"));
+        cmd.env_remove("TASKSCOPE_HEAP_SAMPLE_BYTES").env_remove("TASKSCOPE_DISABLE");
+        if let Some(rate) = rate {
+            cmd.env("TASKSCOPE_HEAP_SAMPLE_BYTES", rate.to_string());
+        }
+        let out = cmd.output().expect("run alloc-interleaved");
+        assert!(out.status.success(), "alloc-interleaved failed");
+        let line = String::from_utf8_lossy(&out.stdout).to_string();
+        let field = |key: &str| -> f64 {
+            line.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(key))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.0)
+        };
+        let (system, taskscope) = (field("system_ns_per_pair="), field("taskscope_ns_per_pair="));
+        println!(
+            "{name:<9} system {system:>7.2} ns  taskscope {taskscope:>7.2} ns  time / system {:.4}  throughput {:.4}",
+            taskscope / system,
+            system / taskscope
+        );
+    }
 }
 
 /// Prints one table; returns each mode's median total.
