@@ -132,6 +132,21 @@ fn json(addr: SocketAddr) -> serde_json::Value {
     serde_json::from_slice(&get_ok(addr, "/debug/taskscope/api/snapshot")).expect("json")
 }
 
+/// The snapshot once `ready(heap)` holds. Allocation sites appear once the
+/// agent's heap thread has symbolized their stacks, which a request asks
+/// for but does not wait for.
+fn json_when(addr: SocketAddr, ready: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let snapshot = json(addr);
+        if ready(&snapshot["heap"]) {
+            return snapshot;
+        }
+        assert!(Instant::now() < deadline, "the heap section never got ready: {}", snapshot["heap"]);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn s(p: &Profile, i: i64) -> &str {
     &p.string_table[i as usize]
 }
@@ -256,7 +271,7 @@ fn known_allocations_are_estimated_attributed_and_freed() {
     let expected_task = (2048 * size + 2048 * 24) as f64;
     let tolerance_task = 6.0 * sigma(2048, size, RATE) + 6.0 * sigma(1, 2048 * 24, RATE);
     assert!((in_task as f64 - expected_task).abs() < tolerance_task, "{in_task} in the task");
-    let snapshot = json(addr);
+    let snapshot = json_when(addr, |h| h["symbolizing"] == false);
     let h = &snapshot["heap"];
     assert_eq!(h["enabled"], true);
     assert_eq!(snapshot["agent"]["features"]["heap"], true);
@@ -485,14 +500,19 @@ fn a_growing_cache_is_found_and_a_plateau_is_not() {
             }
         })
     };
+    // Ask for allocation sites now, so that the agent symbolizes meanwhile.
+    json(addr);
     std::thread::sleep(Duration::from_millis(4_500));
-    let h = json(addr)["heap"].clone();
+    let grow_at = format!("heap_alloc.rs:{}:", GROW_LINE.load(Ordering::Relaxed));
+    let h = json_when(addr, |h| {
+        h["growth"].as_array().unwrap().iter().any(|g| g["location"].as_str().unwrap().contains(&grow_at))
+    })["heap"]
+        .clone();
     stop.store(true, Ordering::Relaxed);
     let grown = app.rt().block_on(growing).unwrap();
     app.rt().block_on(plateau).unwrap();
 
     let growth = h["growth"].as_array().unwrap();
-    let grow_at = format!("heap_alloc.rs:{}:", GROW_LINE.load(Ordering::Relaxed));
     let plateau_at = format!("heap_alloc.rs:{}:", PLATEAU_LINE.load(Ordering::Relaxed));
     let found: Vec<&str> = growth.iter().map(|g| g["location"].as_str().unwrap()).collect();
     assert!(found.iter().any(|l| l.contains(&grow_at)), "{grow_at} not in {found:?} ({grown} chunks): {h}");

@@ -3,11 +3,15 @@
 //! A thread of the agent (`taskscope-heap`) reads each stack's estimated
 //! in-use bytes [`POINTS`] times per growth window (by default once a
 //! second over 60 s). Memory is bounded: [`POINTS`] readings per stack, and
-//! only stacks with memory in use during the window are kept. Grouping
-//! stacks by allocation site needs symbols, so it happens on request.
+//! only stacks with memory in use during the window are kept.
+//!
+//! Grouping stacks by allocation site needs symbols. The first
+//! symbolization reads the binary's debug info, which can take a second, so
+//! requests never do it: they use the sites known so far and ask this
+//! thread to symbolize the rest, on its next reading.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -89,24 +93,41 @@ pub(crate) fn start() {
     }
 }
 
+/// Set by requests that want allocation sites.
+static WANTED: AtomicBool = AtomicBool::new(false);
+/// Stack-table entries (besides `<table full>`) symbolized by the last pass.
+static SYMBOLIZED: AtomicUsize = AtomicUsize::new(0);
+
+/// Asks the reader thread to symbolize the stacks whose allocation site is
+/// not known yet.
+pub(crate) fn want_sites() {
+    WANTED.store(true, Relaxed);
+}
+
 fn tick() {
     let inuse = STACKS.inuse_bytes();
     let now = crate::clock::precise_ms();
     HISTORY.lock().unwrap_or_else(|e| e.into_inner()).push(now, &inuse);
+    // Entries being added are skipped by `read`; they are caught next time.
+    if WANTED.load(Relaxed) && STACKS.len() != SYMBOLIZED.load(Relaxed) {
+        let records: Vec<_> = STACKS.read().into_iter().filter(|r| r.id != 0).collect();
+        for r in &records {
+            symbols::site_of(r.id, &r.frames);
+        }
+        SYMBOLIZED.store(records.len(), Relaxed);
+    }
 }
 
 /// The history summed per allocation site (the first frame in the
-/// application's own code), symbolizing stacks as needed.
+/// application's own code); stacks not symbolized yet are left out.
 pub(crate) fn by_site() -> Vec<SiteHistory> {
     let (times, series) = HISTORY.lock().unwrap_or_else(|e| e.into_inner()).read();
     if series.is_empty() {
         return Vec::new();
     }
-    let addresses: HashMap<u32, Vec<usize>> = STACKS.read().into_iter().map(|r| (r.id, r.frames)).collect();
     let mut sites: HashMap<String, SiteHistory> = HashMap::new();
     for (id, values) in series {
-        let Some(stack) = addresses.get(&id) else { continue };
-        let Some(site) = symbols::site_of(id, stack) else { continue };
+        let Some(Some(site)) = symbols::cached_site(id) else { continue };
         let entry = sites.entry(site.location()).or_insert_with(|| SiteHistory {
             location: site.location(),
             function: site.function.clone(),

@@ -83,13 +83,17 @@ pub(crate) struct HeapSummary {
     pub(crate) sites: Vec<SiteInUse>,
     pub(crate) tasks: Vec<TaskInUse>,
     pub(crate) allocation_sites: Vec<AllocationSite>,
+    /// True while the agent's heap thread is still symbolizing stacks: their
+    /// allocation sites are missing from `allocation_sites` and `growth`
+    /// until it is done.
+    pub(crate) symbolizing: bool,
     pub(crate) growth_window_ms: u64,
     /// Allocation sites whose in-use memory keeps growing, fastest first.
     pub(crate) growth: Vec<HeapGrowth>,
 }
 
-/// Reads the heap for the snapshot. Symbolizes stacks (cached), so the
-/// first call after new stacks appear costs more.
+/// Reads the heap for the snapshot. Never symbolizes: allocation sites come
+/// from the agent's heap thread, which this asks to symbolize new stacks.
 pub(crate) fn summary() -> HeapSummary {
     if !super::counters::installed() {
         return HeapSummary { problem: Some(HOW_TO_ENABLE), ..HeapSummary::default() };
@@ -104,6 +108,7 @@ pub(crate) fn summary() -> HeapSummary {
         inuse_objects: totals.inuse_objects(),
     };
     history::start();
+    history::want_sites();
     let rate = super::counters::rate();
     let spawn_sites = profile::spawn_sites();
     let location =
@@ -155,7 +160,7 @@ pub(crate) fn summary() -> HeapSummary {
     let app: Vec<growth::SiteHistory> =
         histories.iter().filter(|h| h.location != symbols::AGENT_SITE).cloned().collect();
     let growth = growth::detect(&app, &GrowthOptions::for_window(window_ms, rate));
-    let allocation_sites = allocation_sites(&histories);
+    let (allocation_sites, symbolizing) = allocation_sites(&histories);
 
     HeapSummary {
         enabled: true,
@@ -167,15 +172,26 @@ pub(crate) fn summary() -> HeapSummary {
         sites,
         tasks,
         allocation_sites,
+        symbolizing,
         growth_window_ms: window_ms,
         growth,
     }
 }
 
-fn allocation_sites(histories: &[growth::SiteHistory]) -> Vec<AllocationSite> {
+/// The allocation sites known so far, largest first, and whether some
+/// stacks are still to be symbolized.
+fn allocation_sites(histories: &[growth::SiteHistory]) -> (Vec<AllocationSite>, bool) {
     let mut by_location: HashMap<String, AllocationSite> = HashMap::new();
+    let mut symbolizing = false;
     for r in profile::take(false).records {
-        let Some(site) = symbols::site_of(r.id, &r.addresses) else { continue };
+        let site = match symbols::cached_site(r.id) {
+            Some(Some(site)) => site,
+            Some(None) => continue,
+            None => {
+                symbolizing |= r.id != 0;
+                continue;
+            }
+        };
         let a = by_location.entry(site.location()).or_insert_with(|| AllocationSite {
             location: site.location(),
             function: site.function.clone(),
@@ -198,5 +214,5 @@ fn allocation_sites(histories: &[growth::SiteHistory]) -> Vec<AllocationSite> {
     let mut sites: Vec<AllocationSite> = by_location.into_values().collect();
     sites.sort_by(|a, b| b.inuse_bytes.cmp(&a.inuse_bytes).then(a.location.cmp(&b.location)));
     sites.truncate(TOP_SITES);
-    sites
+    (sites, symbolizing)
 }

@@ -165,18 +165,28 @@ pub(crate) fn allocation_site(frames: &[Frame]) -> Option<Frame> {
     })
 }
 
-/// The allocation site of stack-table entry `id`, whose return addresses
-/// are `addresses`; cached per entry (an entry's stack never changes), so
-/// that snapshots do not symbolize every stack every time.
-pub(crate) fn site_of(id: u32, addresses: &[usize]) -> Option<Frame> {
+/// Allocation sites by stack-table entry: an entry's stack never changes.
+fn sites() -> &'static Mutex<HashMap<u32, Option<Frame>>> {
     static SITES: OnceLock<Mutex<HashMap<u32, Option<Frame>>>> = OnceLock::new();
-    let sites = SITES.get_or_init(Mutex::default);
-    if let Some(hit) = sites.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
-        return hit.clone();
+    SITES.get_or_init(Mutex::default)
+}
+
+/// The allocation site of stack-table entry `id`, whose return addresses
+/// are `addresses`, symbolizing them if not done yet: can take a while (the
+/// first symbolization reads the binary's debug info).
+pub(crate) fn site_of(id: u32, addresses: &[usize]) -> Option<Frame> {
+    if let Some(known) = cached_site(id) {
+        return known;
     }
     let site = allocation_site(&symbolize(addresses));
-    sites.lock().unwrap_or_else(|e| e.into_inner()).insert(id, site.clone());
+    sites().lock().unwrap_or_else(|e| e.into_inner()).insert(id, site.clone());
     site
+}
+
+/// The allocation site of entry `id` if already symbolized (`Some(None)`
+/// when it has no frame in the application's code); `None` if not yet.
+pub(crate) fn cached_site(id: u32) -> Option<Option<Frame>> {
+    sites().lock().unwrap_or_else(|e| e.into_inner()).get(&id).cloned()
 }
 
 #[cfg(test)]
