@@ -533,6 +533,13 @@ fn heap_test_churn(seed: u64) -> usize {
         x ^= x >> 7;
         x ^= x << 17;
         kept.push(vec![0u8; (x % 20_000) as usize + 1]);
+        // Grown by realloc: sampled blocks move, and others take their
+        // place, on this and other threads.
+        let mut grown = Vec::new();
+        for i in 0..(x % 3_000) {
+            grown.push(i as u32);
+        }
+        kept.push(vec![0u8; grown.len() % 7 + 1]);
     }
     kept.iter().map(Vec::len).sum()
 }

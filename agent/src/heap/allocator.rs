@@ -237,9 +237,14 @@ impl<A: GlobalAlloc> Allocator<A> {
             // Sampled again: keep the sampled shape, so that the inner
             // allocator can grow the block in place.
             let base = block::base(ptr as usize, layout.align(), shifted);
+            // Unpublished first: once the inner allocator has moved the
+            // block, its old address may be reused by another thread, whose
+            // free must not mistake the stale header there for ours.
+            let old = sample::moving(index);
             // SAFETY: the block was allocated at `base` with `old_inner`.
             let new_base = unsafe { self.inner.realloc(base as *mut u8, old_inner, new_inner.size()) };
             if new_base.is_null() {
+                sample::restore(index, &old);
                 counters::undo_alloc(new_size);
                 return new_base;
             }
@@ -252,7 +257,7 @@ impl<A: GlobalAlloc> Allocator<A> {
             }
             // SAFETY: `addr` was placed in the live inner block.
             unsafe { block::write_header(addr, index, new_shifted) };
-            sample::resample(index, ptr as usize, addr, new_size);
+            sample::moved(index, &old, addr, new_size);
             counters::on_free(layout.size());
             return addr as *mut u8;
         }

@@ -145,11 +145,19 @@ impl<const N: usize, const W: usize> LiveTable<N, W> {
     /// Frees entry `index`, returning what it held. Only the thread freeing
     /// the block calls this, once.
     pub(crate) fn remove(&self, index: u32) -> LiveBlock {
-        let i = index as usize % N;
-        let e = &self.entries[i];
+        let block = self.unpublish(index);
+        self.unreserve(index % N as u32);
+        block
+    }
+
+    /// Clears entry `index`'s address, keeping the entry reserved, and
+    /// returns what it held: a block about to move (`realloc`) must not be
+    /// confirmed at its old address, which the inner allocator may hand to
+    /// another thread before the move is recorded.
+    pub(crate) fn unpublish(&self, index: u32) -> LiveBlock {
+        let e = &self.entries[index as usize % N];
         let block = e.load(e.addr.load(Relaxed));
         e.write(&LiveBlock { addr: 0, ..block });
-        self.unreserve(i as u32);
         block
     }
 
@@ -198,6 +206,11 @@ mod tests {
         assert_eq!(t.get(i, 0x2000), None, "another address is not confirmed");
         assert_eq!(t.get(999, 0x1000), None, "an index out of range is not confirmed");
         assert_eq!(t.read(), vec![block(0x1000)]);
+        t.unpublish(i);
+        assert_eq!(t.get(i, 0x1000), None, "unpublished");
+        assert!(t.read().is_empty());
+        assert_eq!(t.len(), 1, "still reserved");
+        t.publish(i, &block(0x1000));
         assert_eq!(t.remove(i), block(0x1000));
         assert_eq!(t.get(i, 0x1000), None);
         assert!(t.read().is_empty());

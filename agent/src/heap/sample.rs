@@ -104,13 +104,23 @@ pub(crate) fn release(index: u32) {
     STACKS.record_free(b.stack, b.size, b.weight);
 }
 
-/// The sampled block of entry `index`, at `old`, was reallocated to `addr`
-/// with `size` bytes and sampled again: the old sample is freed and a new
-/// one taken, in the same entry. Must run under [`counters::Busy`].
-pub(crate) fn resample(index: u32, old: usize, addr: usize, size: usize) {
-    if let Some(b) = LIVE.get(index, old) {
-        STACKS.record_free(b.stack, b.size, b.weight);
-    }
+/// The sampled block of entry `index` is about to be moved by `realloc`:
+/// from now on its old address is not confirmed as sampled. Returns what
+/// the entry held, for [`moved`] or [`restore`].
+pub(crate) fn moving(index: u32) -> LiveBlock {
+    LIVE.unpublish(index)
+}
+
+/// The move failed: the block is where it was.
+pub(crate) fn restore(index: u32, old: &LiveBlock) {
+    LIVE.publish(index, old);
+}
+
+/// The sampled block `old` of entry `index` was reallocated to `addr` with
+/// `size` bytes and sampled again: the old sample is freed and a new one
+/// taken, in the same entry. Must run under [`counters::Busy`].
+pub(crate) fn moved(index: u32, old: &LiveBlock, addr: usize, size: usize) {
+    STACKS.record_free(old.stack, old.size, old.weight);
     let (stack, site, task) = here();
     let weight = sampler::weight(size as u64, counters::rate());
     let block = LiveBlock { addr, size: size as u64, stack, site, task, weight };
