@@ -1,0 +1,242 @@
+//! The runner: builds every mode, runs each workload in every mode in turn
+//! (A B A B …, one warm-up round, then the counted runs), and reports each
+//! mode as a ratio to the baseline run of the same round.
+
+mod binaries;
+pub mod modes;
+mod report;
+pub mod stats;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use crate::workload::{Error, NAMES};
+use modes::{Mode, MODES};
+
+/// The command line of `bench`.
+#[derive(Debug)]
+pub struct Options {
+    pub quick: bool,
+    pub runs: usize,
+    pub warmup: usize,
+    pub workloads: Vec<&'static str>,
+    pub modes: Vec<&'static Mode>,
+    pub json: Option<PathBuf>,
+    pub million_tasks: Option<u64>,
+}
+
+pub const USAGE: &str = "usage: bench [--quick] [--runs N] [--workloads poll,spawn,million] \
+                         [--modes baseline,off,lean,deep,console] [--million-tasks N] [--json FILE]";
+
+impl Options {
+    /// Parses the arguments after the program name.
+    pub fn parse(args: &[String]) -> Result<Options, Error> {
+        let mut o = Options {
+            quick: false,
+            runs: 5,
+            warmup: 1,
+            workloads: NAMES.to_vec(),
+            modes: MODES.iter().collect(),
+            json: None,
+            million_tasks: None,
+        };
+        let mut runs = None;
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value\n{USAGE}"));
+            match arg.as_str() {
+                "--quick" => o.quick = true,
+                "--runs" => runs = Some(value()?.parse().map_err(|_| "--runs: not a number")?),
+                "--workloads" => o.workloads = list(value()?, canonical_workload)?,
+                "--modes" => o.modes = list(value()?, modes::find)?,
+                "--json" => o.json = Some(PathBuf::from(value()?)),
+                "--million-tasks" => {
+                    o.million_tasks =
+                        Some(value()?.replace('_', "").parse().map_err(|_| "--million-tasks: not a number")?)
+                }
+                "-h" | "--help" => return Err(USAGE.into()),
+                _ => return Err(format!("unknown argument {arg:?}\n{USAGE}").into()),
+            }
+        }
+        if o.quick {
+            o.runs = 1;
+            o.warmup = 0;
+        }
+        if let Some(n) = runs {
+            o.runs = n;
+        }
+        if o.runs == 0 {
+            return Err("--runs must be at least 1".into());
+        }
+        Ok(o)
+    }
+
+    /// The workload binary's arguments besides the workload's name.
+    fn workload_args(&self, workload: &str) -> Vec<String> {
+        let mut args = Vec::new();
+        if self.quick {
+            args.push("--quick".to_string());
+        }
+        if let (Some(n), "million") = (self.million_tasks, workload) {
+            args.extend(["--tasks".to_string(), n.to_string()]);
+        }
+        args
+    }
+}
+
+fn list<T>(csv: &str, find: impl Fn(&str) -> Option<T>) -> Result<Vec<T>, Error> {
+    csv.split(',')
+        .map(|s| find(s.trim()).ok_or_else(|| format!("unknown name {s:?}\n{USAGE}").into()))
+        .collect()
+}
+
+fn canonical_workload(name: &str) -> Option<&'static str> {
+    NAMES.iter().copied().find(|&w| w == name || name.strip_prefix(w).is_some_and(|s| s.starts_with('-')))
+}
+
+/// The counted runs of one workload in one mode, in round order.
+#[derive(Debug)]
+pub struct ModeRuns {
+    pub mode: &'static Mode,
+    pub runs: Vec<Value>,
+    /// The first panic message a run printed on stderr, and how many did.
+    pub panic: Option<String>,
+    pub panics: usize,
+}
+
+impl ModeRuns {
+    /// The numeric field `key` of each run (NaN where it is missing).
+    pub fn field(&self, key: &str) -> Vec<f64> {
+        self.runs.iter().map(|r| r[key].as_f64().unwrap_or(f64::NAN)).collect()
+    }
+}
+
+/// Every mode's runs of one workload.
+#[derive(Debug)]
+pub struct WorkloadRuns {
+    pub workload: &'static str,
+    pub modes: Vec<ModeRuns>,
+}
+
+/// Runs the benchmarks as `args` say, prints the table, writes the JSON.
+pub fn main(args: &[String]) -> Result<(), Error> {
+    let opts = Options::parse(args)?;
+    let machine = report::Machine::read();
+    eprintln!(
+        "bench: {} | {} counted runs per mode after {} warm-up",
+        machine.line(),
+        opts.runs,
+        opts.warmup
+    );
+    let mut bins = Vec::new();
+    for &mode in &opts.modes {
+        bins.push((mode, binaries::build(mode)?));
+    }
+    let mut results = Vec::new();
+    for &workload in &opts.workloads {
+        results.push(run_workload(&opts, workload, &bins)?);
+    }
+    let table = report::markdown(&opts, &machine, &results);
+    println!("{table}");
+    if let Some(path) = &opts.json {
+        let json = report::json(&opts, &machine, &results);
+        std::fs::write(path, serde_json::to_string_pretty(&json)?)
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+        eprintln!("bench: wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn run_workload(
+    opts: &Options,
+    workload: &'static str,
+    bins: &[(&'static Mode, PathBuf)],
+) -> Result<WorkloadRuns, Error> {
+    let bins: Vec<_> =
+        bins.iter().filter(|(m, _)| workload != "million" || m.million || opts.quick).collect();
+    let mut modes: Vec<ModeRuns> =
+        bins.iter().map(|(mode, _)| ModeRuns { mode, runs: Vec::new(), panic: None, panics: 0 }).collect();
+    let args = opts.workload_args(workload);
+    let rounds = opts.warmup + opts.runs;
+    for round in 0..rounds {
+        let label = match round.checked_sub(opts.warmup) {
+            None => "warm-up".to_string(),
+            Some(i) => format!("run {}/{}", i + 1, opts.runs),
+        };
+        for ((mode, bin), runs) in bins.iter().zip(&mut modes) {
+            let (value, panic) = run_one(bin, mode, workload, &args)?;
+            eprintln!("bench: {workload} {label} {:<9} {}", mode.name, brief(&value));
+            if let Some(line) = panic {
+                eprintln!("bench: warning: this run printed a panic on stderr: {line}");
+                runs.panics += 1;
+                runs.panic.get_or_insert(line);
+            }
+            if round >= opts.warmup {
+                runs.runs.push(value);
+            }
+        }
+    }
+    Ok(WorkloadRuns { workload, modes })
+}
+
+/// Runs one workload binary and returns its JSON and any panic it printed.
+fn run_one(
+    bin: &Path,
+    mode: &Mode,
+    workload: &str,
+    args: &[String],
+) -> Result<(Value, Option<String>), Error> {
+    let mut cmd = Command::new(bin);
+    cmd.arg(workload).args(args).stdin(Stdio::null());
+    // The runner's own TASKSCOPE_* settings (an address, a token) must not
+    // leak into the runs.
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("TASKSCOPE_") {
+            cmd.env_remove(key);
+        }
+    }
+    // A panic's backtrace would be symbolized inside the timed part.
+    cmd.env("RUST_BACKTRACE", "0").envs(mode.env.iter().copied());
+    let out = cmd.output().map_err(|e| format!("could not run {}: {e}", bin.display()))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        return Err(format!("{workload} in mode {} failed ({}):\n{stderr}", mode.name, out.status).into());
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    let value: Value = serde_json::from_str(line)
+        .map_err(|e| format!("{workload} in mode {} printed no JSON ({e}): {stdout}", mode.name))?;
+    if value["instrumentation"] != mode.instrumentation {
+        return Err(format!(
+            "mode {} reports instrumentation {} instead of {}: a wrong build?",
+            mode.name, value["instrumentation"], mode.instrumentation
+        )
+        .into());
+    }
+    let panic = stderr.lines().find(|l| l.contains("panicked")).map(|l| {
+        let next = stderr.lines().skip_while(|x| *x != l).nth(1).unwrap_or_default();
+        format!("{l} {next}")
+    });
+    Ok((value, panic))
+}
+
+/// The headline numbers of one run, for the progress log.
+fn brief(run: &Value) -> String {
+    let mut s = format!("{:.3} s", run["secs"].as_f64().unwrap_or(f64::NAN));
+    if let Some(cpu) = run["cpu_secs"].as_f64() {
+        s += &format!(" ({cpu:.3} s CPU)");
+    }
+    for (key, unit, scale) in [("rss_bytes", "MiB RSS", 1.0 / 1048576.0), ("dump_ms", "ms dump", 1.0)] {
+        if let Some(x) = run[key].as_f64() {
+            s += &format!(", {:.1} {unit}", x * scale);
+        }
+    }
+    for key in ["snapshot_ms", "stall_ms"] {
+        if let Some(x) = run[key].as_f64() {
+            s += &format!(", {x:.1} ms {}", key.trim_end_matches("_ms"));
+        }
+    }
+    s
+}
