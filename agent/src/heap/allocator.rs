@@ -231,47 +231,57 @@ impl<A: GlobalAlloc> Allocator<A> {
             }
             Decision::Skip => None,
         };
-        if let (Some(_busy), Some(old_inner), Some(new_inner)) =
-            (busy, block::inner_layout(layout), block::inner_layout(new_layout))
-        {
-            // Sampled again: keep the sampled shape, so that the inner
-            // allocator can grow the block in place.
-            let base = block::base(ptr as usize, layout.align(), shifted);
-            // Unpublished first: once the inner allocator has moved the
-            // block, its old address may be reused by another thread, whose
-            // free must not mistake the stale header there for ours.
-            let old = sample::moving(index);
-            // SAFETY: the block was allocated at `base` with `old_inner`.
-            let new_base = unsafe { self.inner.realloc(base as *mut u8, old_inner, new_inner.size()) };
-            if new_base.is_null() {
-                sample::restore(index, &old);
-                counters::undo_alloc(new_size);
-                return new_base;
-            }
-            let moved = new_base as usize + (ptr as usize - base);
-            let (addr, new_shifted) = block::place(new_base as usize, layout.align());
-            if addr != moved {
-                // SAFETY: both ranges lie inside the new inner block, which
-                // has room for the data at either position.
-                unsafe { std::ptr::copy(moved as *const u8, addr as *mut u8, layout.size().min(new_size)) };
-            }
-            // SAFETY: `addr` was placed in the live inner block.
-            unsafe { block::write_header(addr, index, new_shifted) };
-            sample::moved(index, &old, addr, new_size);
-            counters::on_free(layout.size());
-            return addr as *mut u8;
+        let (Some(old_inner), Some(new_inner)) =
+            (block::inner_layout(layout), block::inner_layout(new_layout))
+        else {
+            // Cannot happen (the layout was sampled once, so it can be
+            // again), but if it did: move the data to an ordinary block.
+            // SAFETY: forwarded from `realloc`.
+            return unsafe { self.realloc_to_ordinary(ptr, layout, new_layout) };
+        };
+        // Sampled or not this time, the block keeps its sampled shape, so
+        // that the inner allocator can grow it in place: a growing Vec is
+        // not copied. Not sampled, it is tracked with weight 0.
+        let base = block::base(ptr as usize, layout.align(), shifted);
+        // Unpublished first: once the inner allocator has moved the block,
+        // its old address may be reused by another thread, whose free must
+        // not mistake the stale header there for ours.
+        let old = sample::moving(index);
+        // SAFETY: the block was allocated at `base` with `old_inner`.
+        let new_base = unsafe { self.inner.realloc(base as *mut u8, old_inner, new_inner.size()) };
+        if new_base.is_null() {
+            sample::restore(index, &old);
+            counters::undo_alloc(new_size);
+            return new_base;
         }
-        // Not sampled this time: move the data to an ordinary block.
+        let moved = new_base as usize + (ptr as usize - base);
+        let (addr, new_shifted) = block::place(new_base as usize, layout.align());
+        if addr != moved {
+            // SAFETY: both ranges lie inside the new inner block, which has
+            // room for the data at either position.
+            unsafe { std::ptr::copy(moved as *const u8, addr as *mut u8, layout.size().min(new_size)) };
+        }
+        // SAFETY: `addr` was placed in the live inner block.
+        unsafe { block::write_header(addr, index, new_shifted) };
+        sample::moved(index, &old, addr, new_size, busy.is_some());
+        drop(busy);
+        counters::on_free(layout.size());
+        addr as *mut u8
+    }
+
+    /// Moves a sampled block's data to an ordinary block.
+    #[cold]
+    unsafe fn realloc_to_ordinary(&self, ptr: *mut u8, layout: Layout, new_layout: Layout) -> *mut u8 {
         // SAFETY: `new_layout` is valid and non-zero.
         let p = unsafe { self.inner.alloc(new_layout) };
         if p.is_null() {
-            counters::undo_alloc(new_size);
+            counters::undo_alloc(new_layout.size());
             return p;
         }
         // SAFETY: both blocks are live and distinct; the copy fits in both;
         // the old block is freed once, as a sampled block.
         unsafe {
-            std::ptr::copy_nonoverlapping(ptr, p, layout.size().min(new_size));
+            std::ptr::copy_nonoverlapping(ptr, p, layout.size().min(new_layout.size()));
             self.dealloc_maybe_sampled(ptr, layout);
         }
         p

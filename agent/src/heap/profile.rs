@@ -17,7 +17,8 @@ use super::table::Counts;
 pub(crate) struct Stats {
     /// Samples taken since the start.
     pub(crate) samples: u64,
-    /// Sampled blocks not freed yet.
+    /// Sampled blocks not freed yet (with those a `realloc` left unsampled,
+    /// kept so that their free is recognized).
     pub(crate) live_samples: u64,
     /// Distinct (stack, spawn site) entries.
     pub(crate) stacks: u64,

@@ -101,7 +101,9 @@ pub(crate) fn confirm(addr: usize) -> Option<(u32, bool)> {
 /// The sampled block of entry `index` is being freed.
 pub(crate) fn release(index: u32) {
     let b = LIVE.remove(index);
-    STACKS.record_free(b.stack, b.size, b.weight);
+    if b.weight > 0.0 {
+        STACKS.record_free(b.stack, b.size, b.weight);
+    }
 }
 
 /// The sampled block of entry `index` is about to be moved by `realloc`:
@@ -117,10 +119,17 @@ pub(crate) fn restore(index: u32, old: &LiveBlock) {
 }
 
 /// The sampled block `old` of entry `index` was reallocated to `addr` with
-/// `size` bytes and sampled again: the old sample is freed and a new one
-/// taken, in the same entry. Must run under [`counters::Busy`].
-pub(crate) fn moved(index: u32, old: &LiveBlock, addr: usize, size: usize) {
-    STACKS.record_free(old.stack, old.size, old.weight);
+/// `size` bytes: the old sample (if it counted) is freed, and the new block
+/// is a new sample if `sampled` (under [`counters::Busy`]), else kept in the
+/// entry with weight 0, only so that its free is recognized.
+pub(crate) fn moved(index: u32, old: &LiveBlock, addr: usize, size: usize, sampled: bool) {
+    if old.weight > 0.0 {
+        STACKS.record_free(old.stack, old.size, old.weight);
+    }
+    if !sampled {
+        LIVE.publish(index, &LiveBlock { addr, size: size as u64, weight: 0.0, ..*old });
+        return;
+    }
     let (stack, site, task) = here();
     let weight = sampler::weight(size as u64, counters::rate());
     let block = LiveBlock { addr, size: size as u64, stack, site, task, weight };

@@ -117,7 +117,7 @@ pub(crate) fn summary() -> HeapSummary {
     let mut per_site: HashMap<u32, (f64, f64)> = HashMap::new();
     let mut per_task: HashMap<u64, (u32, f64, f64)> = HashMap::new();
     let mut outside = 0.0;
-    for b in profile::live() {
+    for b in profile::live().into_iter().filter(|b| b.weight > 0.0) {
         let (objects, bytes) = (b.weight, b.weight * b.size as f64);
         if b.site == 0 {
             outside += bytes;
