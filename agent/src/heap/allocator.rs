@@ -163,6 +163,15 @@ impl<A: GlobalAlloc> Allocator<A> {
         }
     }
 
+    /// Frees an ordinary block on a thread without a slot.
+    #[cold]
+    #[inline(never)]
+    unsafe fn dealloc_slow(&self, ptr: *mut u8, layout: Layout) {
+        counters::free_slow(layout.size());
+        // SAFETY: forwarded from `dealloc`: an ordinary block.
+        unsafe { self.inner.dealloc(ptr, layout) }
+    }
+
     /// The countdown ran out on a `realloc` of an ordinary block.
     #[cold]
     #[inline(never)]
@@ -323,11 +332,15 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Allocator<A> {
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // Every path ends in a tail call: nothing to keep across calls.
         if block::maybe_sampled(ptr as usize) {
             // SAFETY: forwarded.
             return unsafe { self.dealloc_maybe_sampled(ptr, layout) };
         }
-        counters::on_free(layout.size());
+        if !counters::on_free_fast(layout.size()) {
+            // SAFETY: forwarded.
+            return unsafe { self.dealloc_slow(ptr, layout) };
+        }
         // SAFETY: forwarded: an ordinary block.
         unsafe { self.inner.dealloc(ptr, layout) }
     }

@@ -204,19 +204,37 @@ pub(crate) fn on_alloc(size: usize) -> bool {
     })
 }
 
-/// The free hot path: count `size` bytes freed.
+/// Counts `size` bytes freed.
 #[inline(always)]
 pub(crate) fn on_free(size: usize) {
+    if !on_free_fast(size) {
+        free_slow(size);
+    }
+}
+
+/// The free hot path: counts `size` bytes freed and returns true, or
+/// returns false (counting nothing) when this thread owns no slot; the
+/// caller then calls [`free_slow`]. Split so that the allocator's `dealloc`
+/// can end in tail calls and keep no registers across calls.
+#[inline(always)]
+pub(crate) fn on_free_fast(size: usize) -> bool {
     LOCAL.with(|l| {
-        let Some(s) = own(l) else { return free_slow(l, size) };
+        let Some(s) = own(l) else { return false };
         Slot::bump(&s.freed_bytes, size as u64);
         Slot::bump(&s.frees, 1);
+        true
     })
 }
 
+/// Counts a free on a thread without a slot, registering it first if it is
+/// new.
 #[cold]
 #[inline(never)]
-fn free_slow(l: &Local, size: usize) {
+pub(crate) fn free_slow(size: usize) {
+    LOCAL.with(|l| free_slow_in(l, size))
+}
+
+fn free_slow_in(l: &Local, size: usize) {
     if l.phase.get() == Phase::Fresh && !l.busy.get() {
         register(l);
     }
