@@ -23,6 +23,11 @@ pub use heap::Allocator;
 pub use tasks::instrument;
 pub use taskscope_macros::{main, test};
 
+/// The web viewer's files, for servers of saved snapshots (`taskscope
+/// serve`); not a public API. See the module for how offline mode works.
+#[doc(hidden)]
+pub use http::assets as __assets;
+
 /// Support for `#[taskscope::main]` and `#[taskscope::test]`; not a public API.
 #[doc(hidden)]
 pub mod __private {

@@ -1,6 +1,7 @@
 //! HTTP: the axum router of the debug endpoint. Paths, parameters, content
 //! types and error codes follow Go's `net/http/pprof`.
 
+pub mod assets;
 mod cpu;
 mod empty;
 mod error;
@@ -57,6 +58,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             HttpError { status: StatusCode::METHOD_NOT_ALLOWED, reason: "method not allowed: use GET".into() }
         })
         .layer(middleware::from_fn_with_state(shared.clone(), guard))
+        // The viewer's files hold no data: served without the token (see assets.rs).
+        .merge(assets::routes().layer(middleware::map_response(nosniff_async)))
         .with_state(shared)
 }
 
@@ -84,6 +87,10 @@ async fn guard(State(shared): State<AppState>, request: Request, next: Next) -> 
 fn nosniff(mut r: Response) -> Response {
     r.headers_mut().insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     r
+}
+
+async fn nosniff_async(r: Response) -> Response {
+    nosniff(r)
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -153,11 +160,7 @@ async fn snapshot_json(
     RawQuery(query): RawQuery,
 ) -> Result<Response, HttpError> {
     let selection = Params::parse(query.as_deref())?.task_query()?;
-    let body = with_snapshot(&shared, move |mut s| {
-        selection.apply(&mut s);
-        render::json::snapshot(&s)
-    })
-    .await?;
+    let body = with_snapshot(&shared, move |s| render::json::selected(s, &selection)).await?;
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 

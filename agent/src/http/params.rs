@@ -3,8 +3,11 @@
 use super::error::HttpError;
 use crate::render::flamegraph::FlamegraphOptions;
 use crate::render::heap::SampleType;
-use crate::render::json::{SortKey, TaskQuery};
+use crate::render::json::{SortKey, TaskQuery, NO_WAIT};
 use crate::snapshot::State;
+
+/// The most task ids one `id` parameter may list.
+const MAX_IDS: usize = 1_000;
 
 /// The parsed query string of a request.
 #[derive(Debug, Default)]
@@ -144,7 +147,36 @@ impl Params {
             limit: self.number("limit", u32::MAX as u64)?.map(|n| n as usize),
             state,
             site: self.number("site", u32::MAX as u64)?.map(|n| n as u32),
+            wait: self.wait()?,
+            ids: self.ids()?,
         })
+    }
+
+    /// `wait`: a wait reason as the JSON spells it (`chan receive`), or
+    /// `none` for tasks without one. The reasons are an open set, so only
+    /// their shape is checked.
+    fn wait(&self) -> Result<Option<String>, HttpError> {
+        match self.get("wait").map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(v) if v.len() <= 40 && v.bytes().all(|b| b.is_ascii_lowercase() || b == b' ') => {
+                Ok(Some(v.to_string()))
+            }
+            Some(v) => Err(HttpError::bad_request(format!(
+                "invalid wait={v:?}: want a wait reason as the JSON names it, e.g. chan receive, or {NO_WAIT}"
+            ))),
+        }
+    }
+
+    /// `id`: task ids, comma-separated, at most [`MAX_IDS`].
+    fn ids(&self) -> Result<Option<Vec<u64>>, HttpError> {
+        let Some(v) = self.get("id").map(str::trim).filter(|v| !v.is_empty()) else { return Ok(None) };
+        let ids: Option<Vec<u64>> = v.split(',').map(|id| id.trim().parse().ok()).collect();
+        match ids {
+            Some(ids) if ids.len() <= MAX_IDS => Ok(Some(ids)),
+            _ => Err(HttpError::bad_request(format!(
+                "invalid id={v:?}: want task ids separated by commas, at most {MAX_IDS}"
+            ))),
+        }
     }
 }
 
@@ -184,6 +216,27 @@ mod tests {
         ] {
             let e = p(bad).task_query().unwrap_err();
             assert!(e.reason.contains(why), "{bad}: {}", e.reason);
+        }
+    }
+
+    #[test]
+    fn wait_and_id_filters_are_validated() {
+        let q = p("wait=chan+receive&id=3,%204,5").task_query().unwrap();
+        assert_eq!((q.wait.as_deref(), q.ids), (Some("chan receive"), Some(vec![3, 4, 5])));
+        let q = p("wait=none&id=").task_query().unwrap();
+        assert_eq!((q.wait.as_deref(), q.ids), (Some("none"), None));
+        let many = format!("id={}", vec!["1"; 1_001].join(","));
+        for (bad, why) in [
+            ("wait=Chan", "want a wait reason"),
+            ("wait=%3Cscript%3E", "want a wait reason"),
+            ("id=1,,2", "task ids separated by commas"),
+            ("id=-1", "task ids separated by commas"),
+            ("id=x", "task ids separated by commas"),
+            (many.as_str(), "at most 1000"),
+        ] {
+            let e = p(bad).task_query().unwrap_err();
+            assert_eq!(e.status, 400, "{bad}");
+            assert!(e.reason.contains(why) && !e.reason.contains('\n'), "{bad}: {}", e.reason);
         }
     }
 

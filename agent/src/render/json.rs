@@ -1,9 +1,17 @@
 //! The snapshot as JSON, with server-side filtering, sorting and paging of
 //! tasks so that clients stay fast with a million of them.
+//!
+//! Next to the selected tasks go the counts of all live tasks by state and
+//! wait reason (`task_counts`, taken before the selection, for a client's
+//! summary and filters) and the parked-at stacks that the selected tasks
+//! refer to (`stacks`, trimmed to the frames worth showing), so that one
+//! answer is enough to draw a page of the viewer.
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::snapshot::{Snapshot, State, Task};
+use crate::snapshot::{Frame, Snapshot, State, Task};
 
 /// What to sort tasks by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -55,16 +63,29 @@ pub(crate) struct TaskQuery {
     pub(crate) limit: Option<usize>,
     pub(crate) state: Option<State>,
     pub(crate) site: Option<u32>,
+    /// Only tasks waiting on this (`chan receive`, ...); [`NO_WAIT`] for
+    /// tasks without a wait reason (running, or lean mode).
+    pub(crate) wait: Option<String>,
+    /// Only these tasks, e.g. those a finding names.
+    pub(crate) ids: Option<Vec<u64>>,
 }
+
+/// The `wait` filter of tasks that have no wait reason.
+pub(crate) const NO_WAIT: &str = "none";
 
 impl TaskQuery {
     /// Filters, sorts and pages `snapshot.tasks` in place. `tasks_total`
     /// keeps the count before paging (after filtering).
     pub(crate) fn apply(&self, snapshot: &mut Snapshot) {
         let tasks = &mut snapshot.tasks;
-        if self.state.is_some() || self.site.is_some() {
-            tasks
-                .retain(|t| self.state.is_none_or(|s| s == t.state) && self.site.is_none_or(|s| s == t.site));
+        if self.state.is_some() || self.site.is_some() || self.wait.is_some() || self.ids.is_some() {
+            let ids: Option<BTreeSet<u64>> = self.ids.as_ref().map(|ids| ids.iter().copied().collect());
+            tasks.retain(|t| {
+                self.state.is_none_or(|s| s == t.state)
+                    && self.site.is_none_or(|s| s == t.site)
+                    && self.wait.as_deref().is_none_or(|w| t.wait.unwrap_or(NO_WAIT) == w)
+                    && ids.as_ref().is_none_or(|ids| ids.contains(&t.id))
+            });
         }
         snapshot.tasks_total = tasks.len();
         let descending = self.descending.unwrap_or(self.sort != SortKey::Id);
@@ -79,7 +100,12 @@ impl TaskQuery {
         };
         let end = self.limit.map_or(tasks.len(), |l| self.offset.saturating_add(l).min(tasks.len()));
         let start = self.offset.min(end);
-        if end < tasks.len() && end > 0 {
+        if end == 0 {
+            // `limit=0`: the counts and the rest of the snapshot only.
+            tasks.clear();
+            return;
+        }
+        if end < tasks.len() {
             // Only the first `end` need ordering.
             tasks.select_nth_unstable_by(end - 1, cmp);
             tasks.truncate(end);
@@ -100,12 +126,54 @@ struct TaskJson<'a> {
     age_ms: u64,
     idle_ms: u64,
     running_ms: u64,
+    wait: Option<&'static str>,
+    parked_at: Option<u32>,
+    wakers: Option<i64>,
+    woken: Option<bool>,
+}
+
+/// Live tasks by state and wait reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub(crate) struct TaskCounts {
+    pub(crate) total: usize,
+    pub(crate) idle: usize,
+    pub(crate) running: usize,
+    /// Idle tasks by what they wait on (deep mode); empty in lean mode.
+    pub(crate) by_wait: BTreeMap<&'static str, usize>,
+}
+
+impl TaskCounts {
+    pub(crate) fn of(tasks: &[Task]) -> Self {
+        let mut counts = TaskCounts { total: tasks.len(), ..TaskCounts::default() };
+        for t in tasks {
+            match t.state {
+                State::Idle => counts.idle += 1,
+                State::Running => counts.running += 1,
+            }
+            if let Some(w) = t.wait {
+                *counts.by_wait.entry(w).or_default() += 1;
+            }
+        }
+        counts
+    }
+}
+
+/// A parked-at stack, trimmed by [`Stack::trimmed`](crate::snapshot::Stack::trimmed).
+#[derive(Serialize)]
+struct StackJson<'a> {
+    id: u32,
+    reason: &'static str,
+    frames: Vec<&'a Frame>,
+    /// Frames of the runtime and the libraries left out.
+    folded: usize,
 }
 
 #[derive(Serialize)]
 struct SnapshotJson<'a> {
     tasks: TasksJson<'a>,
     tasks_total: usize,
+    task_counts: &'a TaskCounts,
+    stacks: Vec<StackJson<'a>>,
     sites: &'a [crate::snapshot::Site],
     completed: &'a [crate::snapshot::CompletedTask],
     workers: &'a [crate::snapshot::Worker],
@@ -128,15 +196,38 @@ impl Serialize for TasksJson<'_> {
             age_ms: t.age_ms,
             idle_ms: t.idle_ms,
             running_ms: t.running_ms,
+            wait: t.wait,
+            parked_at: t.parked_at,
+            wakers: t.wakers,
+            woken: t.woken,
         }))
     }
 }
 
-/// The snapshot as compact JSON.
-pub(crate) fn snapshot(snapshot: &Snapshot) -> Vec<u8> {
+/// The snapshot as compact JSON, its tasks selected by `query`.
+pub(crate) fn selected(mut snapshot: Snapshot, query: &TaskQuery) -> Vec<u8> {
+    let counts = TaskCounts::of(&snapshot.tasks);
+    query.apply(&mut snapshot);
+    render(&snapshot, &counts)
+}
+
+fn render(snapshot: &Snapshot, counts: &TaskCounts) -> Vec<u8> {
+    // Only the stacks the tasks shown refer to.
+    let referenced: BTreeSet<u32> = snapshot.tasks.iter().filter_map(|t| t.parked_at).collect();
+    let stacks = snapshot
+        .stacks
+        .iter()
+        .filter(|s| referenced.contains(&s.id))
+        .map(|s| {
+            let (frames, folded) = s.trimmed();
+            StackJson { id: s.id, reason: s.reason, frames, folded }
+        })
+        .collect();
     let body = SnapshotJson {
         tasks: TasksJson(snapshot),
         tasks_total: snapshot.tasks_total,
+        task_counts: counts,
+        stacks,
         sites: &snapshot.sites,
         completed: &snapshot.completed,
         workers: &snapshot.workers,
@@ -148,4 +239,97 @@ pub(crate) fn snapshot(snapshot: &Snapshot) -> Vec<u8> {
     // Serializing plain data into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut out, &body);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::{deep_fixture, fixture};
+
+    fn ids(s: &Snapshot) -> Vec<u64> {
+        s.tasks.iter().map(|t| t.id).collect()
+    }
+
+    fn json(bytes: Vec<u8>) -> serde_json::Value {
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[test]
+    fn sorts_and_pages_after_filtering() {
+        let mut s = fixture();
+        TaskQuery { sort: SortKey::Idle, limit: Some(2), ..TaskQuery::default() }.apply(&mut s);
+        assert_eq!((ids(&s), s.tasks_total), (vec![42, 43], 4));
+        let mut s = fixture();
+        TaskQuery { site: Some(2), offset: 1, ..TaskQuery::default() }.apply(&mut s);
+        assert_eq!((ids(&s), s.tasks_total), (vec![9], 2));
+    }
+
+    #[test]
+    fn limit_zero_selects_no_task_but_counts_them() {
+        let mut s = fixture();
+        TaskQuery { limit: Some(0), state: Some(State::Idle), ..TaskQuery::default() }.apply(&mut s);
+        assert_eq!((ids(&s), s.tasks_total), (vec![], 3));
+    }
+
+    #[test]
+    fn wait_and_id_filters_select_tasks() {
+        let query = |wait: Option<&str>, ids: Option<Vec<u64>>| {
+            let mut s = deep_fixture();
+            s.tasks.iter_mut().find(|t| t.id == 7).unwrap().wait = None;
+            TaskQuery { wait: wait.map(String::from), ids, ..TaskQuery::default() }.apply(&mut s);
+            super::tests::ids(&s)
+        };
+        assert_eq!(query(Some("chan receive"), None), [42, 43]);
+        assert_eq!(query(Some("sleep"), None), [9]);
+        assert_eq!(query(Some(NO_WAIT), None), [7]);
+        assert_eq!(query(Some("mutex lock"), None), Vec::<u64>::new());
+        assert_eq!(query(None, Some(vec![43, 9, 1000])), [9, 43]);
+        assert_eq!(query(Some("chan receive"), Some(vec![9, 43])), [43]);
+    }
+
+    #[test]
+    fn counts_cover_every_task_whatever_the_selection() {
+        let query = TaskQuery { limit: Some(1), wait: Some("sleep".into()), ..TaskQuery::default() };
+        let v = json(selected(deep_fixture(), &query));
+        assert_eq!(v["tasks"].as_array().unwrap().len(), 1);
+        assert_eq!(v["tasks_total"], 1);
+        assert_eq!(
+            v["task_counts"],
+            serde_json::json!({"total": 4, "idle": 3, "running": 1, "by_wait": {"chan receive": 2, "sleep": 1}})
+        );
+    }
+
+    #[test]
+    fn tasks_carry_their_deep_fields_and_the_stacks_they_refer_to_trimmed() {
+        let query = TaskQuery { ids: Some(vec![42]), ..TaskQuery::default() };
+        let v = json(selected(deep_fixture(), &query));
+        let task = &v["tasks"][0];
+        assert_eq!(
+            (&task["wait"], &task["parked_at"], &task["wakers"], &task["woken"]),
+            (&"chan receive".into(), &0.into(), &1.into(), &false.into())
+        );
+        // Stack 1 (sleep) is not referenced by task 42, so it is left out.
+        let stacks = v["stacks"].as_array().unwrap();
+        assert_eq!(stacks.len(), 1, "{stacks:?}");
+        let functions: Vec<_> =
+            stacks[0]["frames"].as_array().unwrap().iter().map(|f| &f["function"]).collect();
+        assert_eq!(
+            functions,
+            [
+                "tokio::sync::mpsc::bounded::Receiver<T>::recv",
+                "app::handlers::handle_message::{{closure}}",
+                "app::handlers::consumer_loop::{{closure}}"
+            ]
+        );
+        assert_eq!((&stacks[0]["reason"], &stacks[0]["folded"]), (&"chan receive".into(), &3.into()));
+        assert_eq!(stacks[0]["frames"][1]["user"], true);
+    }
+
+    #[test]
+    fn lean_tasks_have_null_deep_fields_and_no_stacks() {
+        let v = json(selected(fixture(), &TaskQuery::default()));
+        assert_eq!(v["tasks"][0]["wait"], serde_json::Value::Null);
+        assert_eq!(v["stacks"], serde_json::json!([]));
+        assert_eq!(v["task_counts"]["by_wait"], serde_json::json!({}));
+    }
 }
