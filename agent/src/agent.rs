@@ -28,6 +28,7 @@ pub struct Builder {
     token: Option<String>,
     detect: crate::detect::Settings,
     cpu: crate::cpu::Settings,
+    metrics: crate::render::metrics::Options,
     runtime: Option<tokio::runtime::Handle>,
 }
 
@@ -39,6 +40,7 @@ impl Default for Builder {
             token: None,
             detect: crate::detect::Settings::default(),
             cpu: crate::cpu::Settings::default(),
+            metrics: crate::render::metrics::Options::default(),
             runtime: None,
         }
     }
@@ -101,6 +103,15 @@ impl Builder {
         self
     }
 
+    /// How many spawn sites get their own `site` label in `/metrics`; the
+    /// others are summed under `site="other"`, which bounds the number of
+    /// series. The sites with the most spawns are kept. Default 20. Env:
+    /// `TASKSCOPE_METRICS_TOP_SITES`.
+    pub fn metrics_top_sites(mut self, sites: usize) -> Self {
+        self.metrics.top_sites = sites;
+        self
+    }
+
     /// The runtime whose workers to report. Default: the runtime `start` is
     /// called from, if any.
     pub fn runtime(mut self, handle: tokio::runtime::Handle) -> Self {
@@ -133,6 +144,9 @@ impl Builder {
         if let Some(seconds) = config::env_count(config::CPU_MAX_SECONDS, 1, u32::MAX as u64)? {
             self.cpu.max_seconds = seconds;
         }
+        if let Some(sites) = config::env_count(config::METRICS_TOP_SITES, 0, 100_000)? {
+            self.metrics.top_sites = sites as usize;
+        }
         Ok(self)
     }
 
@@ -155,6 +169,7 @@ impl Builder {
             token: b.token.clone(),
             detect: b.detect,
             cpu: b.cpu,
+            metrics: b.metrics,
         });
         if !b.serve {
             return Ok(Agent { local_addr: None, shared, _server: None });
@@ -189,7 +204,7 @@ fn serve(listener: std::net::TcpListener, router: axum::Router, stopped: tokio::
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("taskscope: could not start the agent's runtime: {e}; the endpoint is down");
+            crate::watch::error(format_args!("could not start the agent's runtime: {e}; the endpoint is down"));
             return;
         }
     };
@@ -197,7 +212,7 @@ fn serve(listener: std::net::TcpListener, router: axum::Router, stopped: tokio::
         let listener = match tokio::net::TcpListener::from_std(listener) {
             Ok(l) => l,
             Err(e) => {
-                eprintln!("taskscope: could not serve: {e}; the endpoint is down");
+                crate::watch::error(format_args!("could not serve: {e}; the endpoint is down"));
                 return;
             }
         };
@@ -205,12 +220,24 @@ fn serve(listener: std::net::TcpListener, router: axum::Router, stopped: tokio::
         tokio::select! {
             result = server => {
                 if let Err(e) = result {
-                    eprintln!("taskscope: the endpoint stopped: {e}");
+                    crate::watch::error(format_args!("the endpoint stopped: {e}"));
                 }
             }
+            _ = watch_dropped() => {}
             _ = stopped => {}
         }
     });
+}
+
+/// Reports counters of dropped events that grew, every 10 s, whether or
+/// not anyone asks for a dump.
+async fn watch_dropped() {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(10));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        crate::watch::check_dropped();
+    }
 }
 
 #[derive(Debug)]
@@ -271,11 +298,17 @@ impl Agent {
 }
 
 /// Starts the agent with its default settings and the environment's
-/// overrides. Errors (a busy port, a bad variable) are reported on stderr and
-/// the app runs on with an agent that serves nothing.
+/// overrides. Errors (a busy port, a bad variable) are reported on stderr
+/// (and through `tracing`, if the app has a subscriber) and the app runs on
+/// with an agent that serves nothing.
 pub fn init() -> Agent {
     try_init().unwrap_or_else(|e| {
+        // On stderr whatever the subscriber: at startup the app's logging
+        // may not be set up yet.
         eprintln!("taskscope: {e}; the agent is not running");
+        if crate::watch::app_listens() {
+            tracing::error!(target: "taskscope", "{e}; the agent is not running");
+        }
         Agent::disabled()
     })
 }

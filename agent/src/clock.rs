@@ -59,7 +59,7 @@ pub(crate) fn start_ticker(on_second: fn()) {
     });
     if let Err(err) = spawned {
         TICKER_STARTED.store(false, Relaxed);
-        eprintln!("taskscope: could not start the clock thread: {err}; task times will read 0");
+        crate::watch::error(format_args!("could not start the clock thread: {err}; task times will read 0"));
     }
 }
 

@@ -16,11 +16,46 @@ pub(crate) const MAX_SITES: &str = "TASKSCOPE_MAX_SITES";
 pub(crate) const COMPLETED: &str = "TASKSCOPE_COMPLETED";
 pub(crate) const CPU_HZ: &str = "TASKSCOPE_CPU_HZ";
 pub(crate) const CPU_MAX_SECONDS: &str = "TASKSCOPE_CPU_MAX_SECONDS";
+pub(crate) const DEEP: &str = "TASKSCOPE_DEEP";
+pub(crate) const METRICS_TOP_SITES: &str = "TASKSCOPE_METRICS_TOP_SITES";
+#[cfg(feature = "console")]
+pub(crate) const CONSOLE_ADDR: &str = "TASKSCOPE_CONSOLE_ADDR";
+#[cfg(feature = "console")]
+pub(crate) const CONSOLE_RETENTION: &str = "TASKSCOPE_CONSOLE_RETENTION";
 pub(crate) const HEAP_SAMPLE_BYTES: &str = "TASKSCOPE_HEAP_SAMPLE_BYTES";
 pub(crate) const HEAP_GROWTH_WINDOW: &str = "TASKSCOPE_HEAP_GROWTH_WINDOW";
 
 /// The default address of the debug endpoint.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:6060";
+
+/// How deep mode reads tokio's instrumentation (`TASKSCOPE_DEEP`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DeepMode {
+    /// Unset, `on` or `auto`: taskscope installs its own global subscriber
+    /// at the first task spawn, unless the app has installed one by then.
+    Auto,
+    /// `off` (`0`, `false`, `no`): lean mode at run time.
+    Off,
+    /// `layer`: taskscope installs no subscriber; the app adds
+    /// [`crate::layer`] to its own.
+    Layer,
+}
+
+/// `TASKSCOPE_DEEP`, read once; a bad value is reported and `auto` used.
+pub(crate) fn deep_mode() -> DeepMode {
+    static MODE: std::sync::OnceLock<DeepMode> = std::sync::OnceLock::new();
+    *MODE.get_or_init(|| match std::env::var(DEEP).as_deref().map(str::trim) {
+        Err(_) | Ok("" | "on" | "auto" | "1" | "true" | "yes") => DeepMode::Auto,
+        Ok("off" | "0" | "false" | "no") => DeepMode::Off,
+        Ok("layer") => DeepMode::Layer,
+        Ok(other) => {
+            crate::watch::warn(format_args!(
+                "{DEEP}={other} is not one of on, off, layer; deep mode stays on (auto)"
+            ));
+            DeepMode::Auto
+        }
+    })
+}
 
 /// True when `TASKSCOPE_DISABLE` is set to anything but `0`/`false`/empty.
 pub(crate) fn disabled() -> bool {
@@ -132,7 +167,7 @@ pub(crate) fn capacity_from_env() -> Capacity {
         if let Some(v) = var(name) {
             match parse_count(name, &v, min, max) {
                 Ok(n) => set(n),
-                Err(e) => eprintln!("taskscope: {e}; using the default"),
+                Err(e) => crate::watch::warn(format_args!("{e}; using the default")),
             }
         }
     };

@@ -6,7 +6,10 @@
 mod agent;
 mod clock;
 mod config;
+#[cfg(feature = "console")]
+mod console;
 mod cpu;
+mod deep;
 mod detect;
 mod error;
 mod health;
@@ -14,10 +17,18 @@ mod heap;
 mod http;
 mod render;
 mod snapshot;
+// Stacks are walked for deep mode's parked-at stacks only.
+#[cfg_attr(not(feature = "deep"), allow(dead_code, unused_imports))]
+mod stacks;
 mod tasks;
 pub mod testing;
+mod watch;
 
 pub use agent::{init, try_init, Agent, Builder};
+#[cfg(feature = "console")]
+pub use console::console_addr;
+#[cfg(feature = "deep")]
+pub use deep::layer;
 pub use error::Error;
 pub use heap::Allocator;
 pub use tasks::instrument;

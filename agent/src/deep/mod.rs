@@ -1,34 +1,114 @@
-//! Deep mode: a lean `tracing` subscriber reads tokio's own instrumentation
-//! (spawn spans, poll enter/exit, waker events) to learn where each task is
-//! parked, whether it holds a live waker, and whether it has been woken.
+//! Deep mode: tokio's own instrumentation (spawn spans, poll enter/exit,
+//! waker events) tells where each task is parked, whether it holds a live
+//! waker, and whether it has been woken.
+//!
+//! Two readers feed one [`DeepTable`]: the lean [`subscriber`], which
+//! taskscope installs as the global default at the first task spawn unless
+//! the app has installed a subscriber by then, and the [`layer`](crate::layer)
+//! that an app with its own `tracing_subscriber` setup adds to it. Waiting for
+//! the first spawn (rather than installing when the runtime is built) lets
+//! an app call `tracing_subscriber::fmt().init()` at the top of `main`
+//! without a panic: then taskscope steps aside and says so in
+//! `agent.deep_problem`.
 
+#[cfg(feature = "deep")]
+mod events;
+mod keys;
+#[cfg(feature = "deep")]
+mod layer;
 #[cfg(feature = "deep")]
 mod subscriber;
 mod table;
 
 pub(crate) use table::{DeepTable, DeepView};
 
+use std::sync::atomic::{AtomicBool, Ordering::*};
 use std::sync::OnceLock;
 
+use crate::config::DeepMode;
+
 static TABLE: OnceLock<DeepTable> = OnceLock::new();
+/// taskscope's global subscriber feeds the table. (A layer in the app's
+/// subscriber feeds it once a spawn span has reached it.)
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+/// A global install waits for the first task spawn.
+static ARMED: AtomicBool = AtomicBool::new(false);
+/// taskscope's own subscriber is the global default.
+static OWNS_GLOBAL: AtomicBool = AtomicBool::new(false);
+/// The app asked for [`crate::layer`]; taskscope installs nothing global.
+static LAYER_BUILT: AtomicBool = AtomicBool::new(false);
 
-/// The deep table, if deep mode is on.
+/// The deep table, if a reader feeds it.
 pub(crate) fn table() -> Option<&'static DeepTable> {
-    TABLE.get()
-}
-
-/// Why deep mode is off although it is compiled in; `None` when it is on or
-/// when the app chose lean mode (`default-features = false`).
-pub(crate) fn problem() -> Option<&'static str> {
-    if !cfg!(feature = "deep") || !crate::health::instrumented() || crate::config::deep_off() {
-        None
-    } else if TABLE.get().is_none() {
-        Some(
-            "deep mode is off: another global tracing subscriber was installed first; \
-             wait reasons and parked-at stacks are unavailable",
-        )
+    if fed() {
+        TABLE.get()
     } else {
         None
+    }
+}
+
+fn fed() -> bool {
+    ACTIVE.load(Relaxed) || (LAYER_BUILT.load(Relaxed) && spawn_seen())
+}
+
+#[cfg(feature = "deep")]
+fn spawn_seen() -> bool {
+    events::spawn_seen()
+}
+
+#[cfg(not(feature = "deep"))]
+fn spawn_seen() -> bool {
+    false
+}
+
+#[cfg(feature = "deep")]
+fn table_or_init(capacity: u32) -> &'static DeepTable {
+    TABLE.get_or_init(|| DeepTable::new(capacity))
+}
+
+/// True when taskscope's own subscriber is the global default, so that the
+/// agent's own `tracing` events would reach no one (see
+/// [`crate::watch::app_listens`]).
+pub(crate) fn owns_global() -> bool {
+    OWNS_GLOBAL.load(Relaxed)
+}
+
+/// Spawns not tracked in deep mode (the deep table was full) and parked-at
+/// stacks not kept (the stack table was full).
+pub(crate) fn dropped() -> (u64, u64) {
+    TABLE.get().map_or((0, 0), |t| (t.dropped.load(Relaxed), t.stacks.dropped.load(Relaxed)))
+}
+
+/// Why deep mode is off although it is compiled in, and what to do; `None`
+/// when it is on, not yet started (no task spawned), or when the app chose
+/// lean mode (`default-features = false` or `TASKSCOPE_DEEP=off`).
+pub(crate) fn problem() -> Option<&'static str> {
+    if !cfg!(feature = "deep") || crate::config::deep_mode() == DeepMode::Off {
+        return None;
+    }
+    let spawned = crate::tasks::registry().is_some_and(|r| r.sites().iter().any(|s| s.spawned > 0));
+    if LAYER_BUILT.load(Relaxed) {
+        (spawned && !spawn_seen()).then_some(
+            "deep mode is off: no tokio spawn span reached taskscope::layer(). Install the \
+             subscriber that holds it (.init() or .try_init()) before spawning tasks, and do not \
+             filter tokio's TRACE-level instrumentation out for the whole subscriber: give the \
+             app's other layers their own filters (.with_filter) instead of .with(filter), and \
+             avoid tracing's static max_level_* features",
+        )
+    } else if !crate::health::instrumented() || fed() || ARMED.load(Relaxed) {
+        None
+    } else if crate::config::deep_mode() == DeepMode::Layer {
+        Some(
+            "deep mode is off: TASKSCOPE_DEEP=layer, so taskscope installs no subscriber, but \
+             taskscope::layer() was not added to the app's subscriber",
+        )
+    } else {
+        Some(
+            "deep mode is off: the app installed its own global tracing subscriber before the first \
+             task was spawned; add taskscope::layer() to it \
+             (tracing_subscriber::registry().with(..).with(taskscope::layer())) for wait reasons and \
+             parked-at stacks",
+        )
     }
 }
 
@@ -66,17 +146,107 @@ pub(crate) fn fill(tasks: &mut [crate::snapshot::Task]) -> Vec<crate::snapshot::
     stacks
 }
 
-/// Installs the deep subscriber as the global default, once. Returns false
-/// if another global subscriber is already installed.
+/// Called by `instrument`: prepares the table (off the spawn path) and arms
+/// the global install for the first task spawn, unless the app reads deep
+/// mode through a layer or turned it off.
 #[cfg(feature = "deep")]
-pub(crate) fn install(capacity: u32) -> bool {
-    if TABLE.get().is_some() {
-        return true;
+pub(crate) fn arm(capacity: u32) {
+    if crate::config::deep_mode() != DeepMode::Auto || LAYER_BUILT.load(Relaxed) || fed() {
+        return;
     }
-    if crate::config::deep_off() || tracing_core::dispatcher::has_been_set() {
-        return false;
+    table_or_init(capacity);
+    ARMED.store(true, Release);
+}
+
+/// Called from the spawn hook: one relaxed load once the install is done.
+#[cfg(feature = "deep")]
+#[inline(always)]
+pub(crate) fn on_spawn() {
+    if ARMED.load(Relaxed) {
+        install_global();
     }
-    let table = TABLE.get_or_init(|| DeepTable::new(capacity));
-    let dispatch = tracing_core::Dispatch::new(subscriber::DeepSubscriber::new(table));
-    tracing_core::dispatcher::set_global_default(dispatch).is_ok()
+}
+
+/// Installs taskscope's subscriber as the global default, once, if the app
+/// has not installed one (nor asked for the layer) by the first spawn.
+#[cfg(feature = "deep")]
+#[cold]
+#[inline(never)]
+fn install_global() {
+    if !ARMED.swap(false, AcqRel) || LAYER_BUILT.load(Acquire) {
+        return;
+    }
+    let Some(table) = TABLE.get() else { return };
+    let (dispatch, _console) = global_dispatch(table);
+    // The app may have installed its own subscriber: then this fails, and
+    // `problem` says what to do. Only the winner starts the console server.
+    if tracing_core::dispatcher::set_global_default(dispatch).is_ok() {
+        OWNS_GLOBAL.store(true, Relaxed);
+        ACTIVE.store(true, Release);
+        #[cfg(feature = "console")]
+        if let Some(console) = _console {
+            crate::console::serve(console);
+        }
+    }
+}
+
+#[cfg(all(feature = "deep", not(feature = "console")))]
+fn global_dispatch(table: &'static DeepTable) -> (tracing_core::Dispatch, Option<()>) {
+    (tracing_core::Dispatch::new(subscriber::DeepSubscriber::new(table)), None)
+}
+
+/// With the `console` feature: a `Registry` with console-subscriber's layer
+/// and taskscope's, so that tokio-console and taskscope read the same app;
+/// the lean subscriber if the console's address cannot be bound.
+#[cfg(feature = "console")]
+fn global_dispatch(table: &'static DeepTable) -> (tracing_core::Dispatch, Option<crate::console::Pending>) {
+    use tracing_subscriber::layer::SubscriberExt;
+    match crate::console::build() {
+        Some((console, pending)) => (
+            tracing_core::Dispatch::new(
+                tracing_subscriber::registry().with(console).with(layer::filtered(table)),
+            ),
+            Some(pending),
+        ),
+        None => (tracing_core::Dispatch::new(subscriber::DeepSubscriber::new(table)), None),
+    }
+}
+
+/// Deep mode for an app that sets up `tracing_subscriber` itself: a layer to
+/// add to its subscriber, which gives wait reasons and parked-at stacks as
+/// taskscope's own subscriber would. Creating it tells taskscope not to
+/// install a global subscriber of its own. Give the app's other layers their
+/// own filters (`.with_filter(...)`) rather than a global one, which would
+/// also drop tokio's TRACE-level instrumentation that this layer reads.
+///
+/// With `TASKSCOPE_DEEP=off` or `TASKSCOPE_DISABLE=1` it is a layer that does
+/// nothing.
+///
+/// ```
+/// use tracing_subscriber::layer::SubscriberExt;
+/// use tracing_subscriber::util::SubscriberInitExt;
+///
+/// tracing_subscriber::registry()
+///     // .with(tracing_subscriber::fmt::layer().with_filter(LevelFilter::INFO))
+///     .with(taskscope::layer())
+///     .init();
+/// ```
+#[cfg(feature = "deep")]
+#[must_use = "the layer does nothing until it is added to a subscriber"]
+pub fn layer<S>() -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing_core::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    if crate::config::disabled() || crate::config::deep_mode() == DeepMode::Off {
+        return None;
+    }
+    LAYER_BUILT.store(true, Release);
+    let capacity = match crate::tasks::registry() {
+        Some(r) => r.capacity.tasks,
+        None => crate::config::capacity_from_env().tasks,
+    };
+    let table = table_or_init(capacity);
+    // Made now rather than on the first span.
+    table.keys();
+    Some(layer::filtered(table))
 }

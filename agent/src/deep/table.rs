@@ -1,8 +1,14 @@
-//! Per-task state of deep mode, indexed by the span ids the subscriber hands
-//! out, so a waker event finds its task without a lookup.
+//! Per-task state of deep mode. The lean subscriber hands out span ids that
+//! name their slot, so a waker event finds its task without a lookup; the
+//! layer gets the `Registry`'s ids and finds slots through [`Keys`].
+// Lean builds (no `deep` feature) keep the types but never fill them.
+#![cfg_attr(not(feature = "deep"), allow(dead_code))]
 
 use std::sync::atomic::{AtomicU64, Ordering::*};
 
+use std::sync::OnceLock;
+
+use super::keys::Keys;
 use crate::stacks::StackTable;
 use crate::tasks::{Cache, Entry, Slab};
 
@@ -11,9 +17,11 @@ use crate::tasks::{Cache, Entry, Slab};
 pub(crate) struct DeepSlot {
     /// tokio's task id; 0 while free.
     pub(crate) task_id: AtomicU64,
-    /// Bumped on every reuse; span ids carry it so that late events of a
-    /// finished task are ignored.
-    pub(crate) generation: AtomicU64,
+    /// The span id this slot answers to: `generation << 32 | slot + 1` from
+    /// the lean subscriber (the generation is bumped on every reuse), or the
+    /// `Registry`'s id for the layer. Late events of a finished task carry
+    /// an old id and find nothing.
+    pub(crate) key: AtomicU64,
     /// Live waker clones: clones − drops − wakes by value (as i64 bits).
     pub(crate) wakers: AtomicU64,
     /// 1 when woken since its last poll started.
@@ -58,6 +66,9 @@ pub(crate) struct DeepTable {
     pub(crate) stacks: StackTable,
     /// Spawn spans not tracked because the table was full.
     pub(crate) dropped: AtomicU64,
+    /// The layer's map from `Registry` span ids to slots, made when the
+    /// first layer is.
+    keys: OnceLock<Keys>,
 }
 
 /// A span id: `generation << 32 | slot + 1`.
@@ -67,35 +78,92 @@ pub(crate) fn span_id(slot: u32, generation: u64) -> u64 {
 
 impl DeepTable {
     pub(crate) fn new(capacity: u32) -> Self {
-        DeepTable { slots: Slab::new(capacity), stacks: StackTable::new(8192), dropped: AtomicU64::new(0) }
+        DeepTable {
+            slots: Slab::new(capacity),
+            stacks: StackTable::new(8192),
+            dropped: AtomicU64::new(0),
+            keys: OnceLock::new(),
+        }
     }
 
-    /// A new task; returns its span id.
+    /// A new task of the lean subscriber; returns its span id.
     pub(crate) fn open(&self, cache: &mut Cache, task_id: u64) -> Option<u64> {
-        let Some(index) = self.slots.alloc(cache) else {
-            self.dropped.fetch_add(1, Relaxed);
-            return None;
-        };
+        let index = self.alloc(cache)?;
         let slot = self.slots.slot(index);
-        let generation = (slot.generation.load(Relaxed) + 1) & 0xffff_ffff;
-        slot.generation.store(generation, Relaxed);
+        let generation = ((slot.key.load(Relaxed) >> 32) + 1) & 0xffff_ffff;
+        let key = span_id(index, generation);
+        Self::reset(slot, key, task_id);
+        Some(key)
+    }
+
+    /// A new task of the layer, named by the `Registry`'s span id `key`.
+    /// False if it is not tracked (a full table).
+    pub(crate) fn open_keyed(&self, cache: &mut Cache, task_id: u64, key: u64) -> bool {
+        let Some(index) = self.alloc(cache) else { return false };
+        let slot = self.slots.slot(index);
+        Self::reset(slot, key, task_id);
+        if self.keys().insert(key, index) {
+            return true;
+        }
+        self.dropped.fetch_add(1, Relaxed);
+        self.slots.free(cache, index);
+        false
+    }
+
+    fn alloc(&self, cache: &mut Cache) -> Option<u32> {
+        let index = self.slots.alloc(cache);
+        if index.is_none() {
+            self.dropped.fetch_add(1, Relaxed);
+        }
+        index
+    }
+
+    fn reset(slot: &DeepSlot, key: u64, task_id: u64) {
+        slot.key.store(key, Relaxed);
         for field in [&slot.wakers, &slot.woken, &slot.parked, &slot.wakes, &slot.self_wakes] {
             field.store(0, Relaxed);
         }
         slot.refs.store(1, Relaxed);
         slot.task_id.store(task_id.max(1), Release);
-        Some(span_id(index, generation))
     }
 
-    /// The live slot of span `id`, or `None` for a finished task's id.
+    /// The layer's key map, made on first use (16 bytes per task of
+    /// capacity, from zeroed memory).
+    pub(crate) fn keys(&self) -> &Keys {
+        self.keys.get_or_init(|| Keys::new(self.slots.capacity()))
+    }
+
+    /// The live slot of the lean subscriber's span `id`, or `None` for a
+    /// finished task's id.
     #[inline]
     pub(crate) fn get(&self, id: u64) -> Option<&DeepSlot> {
         let index = (id & 0xffff_ffff).checked_sub(1)? as u32;
         if index >= self.slots.capacity() {
             return None;
         }
+        self.live(index, id)
+    }
+
+    /// The live slot of the layer's span `key`, or `None` for any other span.
+    #[inline]
+    pub(crate) fn get_keyed(&self, key: u64) -> Option<&DeepSlot> {
+        let keys = self.keys.get()?;
+        let index = keys.find(key, |index| self.live(index, key).is_some())?.1;
+        Some(self.slots.slot(index))
+    }
+
+    #[inline(always)]
+    fn live(&self, index: u32, key: u64) -> Option<&DeepSlot> {
         let slot = self.slots.slot(index);
-        (slot.generation.load(Acquire) == id >> 32 && slot.task_id.load(Relaxed) != 0).then_some(slot)
+        (slot.key.load(Acquire) == key && slot.task_id.load(Relaxed) != 0).then_some(slot)
+    }
+
+    /// The layer's span `key` closed: forgets it and frees its slot.
+    pub(crate) fn close_keyed(&self, cache: &mut Cache, key: u64) {
+        let Some(keys) = self.keys.get() else { return };
+        if let Some(index) = keys.remove(key, |index| self.live(index, key).is_some()) {
+            self.slots.free(cache, index);
+        }
     }
 
     /// Drops a reference to span `id`; frees the slot on the last one.

@@ -30,6 +30,7 @@ pub(crate) struct Shared {
     pub(crate) token: Option<String>,
     pub(crate) detect: crate::detect::Settings,
     pub(crate) cpu: crate::cpu::Settings,
+    pub(crate) metrics: render::metrics::Options,
 }
 
 type AppState = Arc<Shared>;
@@ -53,6 +54,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/debug/pprof/{profile}", get(unknown_profile))
         .route("/debug/taskscope/api/snapshot", get(snapshot_json))
         .route("/debug/taskscope/findings", get(findings_text))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(|| async {
             HttpError { status: StatusCode::METHOD_NOT_ALLOWED, reason: "method not allowed: use GET".into() }
@@ -111,9 +113,14 @@ async fn with_snapshot<T: Send + 'static>(
     let runtime = shared.runtime.clone();
     let settings = shared.detect;
     tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
         let mut snapshot = snapshot::take(crate::tasks::registry(), runtime.as_ref());
         snapshot.findings = crate::detect::run(&snapshot, &settings);
-        render(snapshot)
+        let tasks = snapshot.tasks_total;
+        let out = render(snapshot);
+        crate::watch::observe_dump(started.elapsed(), tasks);
+        crate::watch::check_dropped();
+        out
     })
     .await
     .map_err(|e| {
@@ -166,6 +173,22 @@ async fn snapshot_json(
 
 async fn findings_text(State(shared): State<AppState>) -> Result<Response, HttpError> {
     Ok(text(with_snapshot(&shared, |s| render::text::findings(&s)).await?))
+}
+
+/// Prometheus metrics, in the text exposition format.
+async fn metrics(State(shared): State<AppState>) -> Result<Response, HttpError> {
+    let options = shared.metrics;
+    let body = with_snapshot(&shared, move |s| {
+        let (deep_dropped_tasks, deep_dropped_stacks) = crate::deep::dropped();
+        let stats = render::metrics::AgentStats {
+            dumps: crate::watch::dumps(),
+            deep_dropped_tasks,
+            deep_dropped_stacks,
+        };
+        render::metrics::render(&s, &stats, &options)
+    })
+    .await?;
+    Ok(([(header::CONTENT_TYPE, render::metrics::CONTENT_TYPE)], body).into_response())
 }
 
 async fn unknown_profile() -> HttpError {

@@ -5,5 +5,6 @@ pub(crate) mod flamegraph;
 pub(crate) mod heap;
 pub(crate) mod index;
 pub(crate) mod json;
+pub(crate) mod metrics;
 pub(crate) mod pprof;
 pub(crate) mod text;

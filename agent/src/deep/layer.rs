@@ -1,0 +1,81 @@
+//! Deep mode as a `tracing_subscriber` layer, for apps that build their own
+//! subscriber. It reads the same spans and events as the lean subscriber,
+//! but the `Registry` names the spans, so each event finds its task through
+//! the table's key map: a little slower than the lean subscriber.
+
+use tracing_core::span::{Attributes, Id};
+use tracing_core::{Event, Metadata, Subscriber};
+use tracing_subscriber::filter::{FilterFn, Filtered};
+use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::registry::LookupSpan;
+
+use super::events::{self, is_spawn, is_waker, with_cache, Fields};
+use super::table::DeepTable;
+
+/// Reads tokio's spawn spans and waker events into the deep table.
+pub(crate) struct DeepLayer {
+    table: &'static DeepTable,
+}
+
+impl std::fmt::Debug for DeepLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DeepLayer")
+    }
+}
+
+fn wanted(meta: &Metadata<'_>) -> bool {
+    is_spawn(meta) || is_waker(meta)
+}
+
+/// The layer behind a per-layer filter, so that it enables only tokio's
+/// spawn spans and waker events and leaves every other callsite to the
+/// app's own layers and filters.
+pub(crate) type FilteredDeepLayer<S> = Filtered<DeepLayer, FilterFn<fn(&Metadata<'_>) -> bool>, S>;
+
+/// A filtered [`DeepLayer`] over `table`.
+pub(crate) fn filtered<S>(table: &'static DeepTable) -> FilteredDeepLayer<S>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    DeepLayer { table }.with_filter(FilterFn::new(wanted as fn(&Metadata<'_>) -> bool))
+}
+
+impl<S: Subscriber> Layer<S> for DeepLayer {
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, _: Context<'_, S>) {
+        if !is_spawn(attrs.metadata()) {
+            return;
+        }
+        let mut fields = Fields::default();
+        attrs.record(&mut fields);
+        events::note_spawn();
+        with_cache(self.table, |cache| self.table.open_keyed(cache, fields.task_id, id.into_u64()));
+    }
+
+    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+        if !is_waker(event.metadata()) {
+            return;
+        }
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let span = fields.task_id;
+        if let Some(slot) = self.table.get_keyed(span) {
+            events::waker(self.table, slot, span, fields.op);
+        }
+    }
+
+    fn on_enter(&self, id: &Id, _: Context<'_, S>) {
+        let key = id.into_u64();
+        // Only task spans: an app's span entered inside a poll is not a poll.
+        if let Some(slot) = self.table.get_keyed(key) {
+            events::enter(Some(slot), key);
+        }
+    }
+
+    fn on_exit(&self, id: &Id, _: Context<'_, S>) {
+        events::exit(id.into_u64());
+    }
+
+    fn on_close(&self, id: Id, _: Context<'_, S>) {
+        with_cache(self.table, |cache| self.table.close_keyed(cache, id.into_u64()));
+    }
+}
