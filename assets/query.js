@@ -1,5 +1,6 @@
 // The task selection of `api/snapshot` (`sort`, `order`, `offset`, `limit`,
-// `state`, `site`, `wait`, `id`): as URL parameters for a live agent, and
+// `state`, `site`, `wait`, `id`, `min_idle`, `min_polls`, `max_polls`): as
+// URL parameters for a live agent, and
 // applied here, the same way the agent does, to a saved snapshot.
 
 /** Sort keys and the task field each one orders by. */
@@ -12,7 +13,7 @@ export const SORT_KEYS = {
   busy: 'busy_ms',
 };
 
-const NAMES = ['sort', 'order', 'offset', 'limit', 'state', 'site', 'wait', 'id'];
+const NAMES = ['sort', 'order', 'offset', 'limit', 'state', 'site', 'wait', 'id', 'min_idle', 'min_polls', 'max_polls'];
 
 /** The URL parameters of a query; empty values are left out. */
 export function toParams(query) {
@@ -59,13 +60,20 @@ export function applyQuery(snapshot, query) {
   const order = query.order || (sort === 'id' ? 'asc' : 'desc');
   if (order !== 'asc' && order !== 'desc') throw new Error(`invalid order=${JSON.stringify(order)}: want asc or desc`);
   const ids = query.id ? new Set(String(query.id).split(',').map((s) => Number(s.trim()))) : null;
-  const site = query.site != null && query.site !== '' ? Number(query.site) : null;
+  const number = (v) => (v != null && v !== '' ? Number(v) : null);
+  const site = number(query.site);
+  const minIdle = number(query.min_idle);
+  const minPolls = number(query.min_polls);
+  const maxPolls = number(query.max_polls);
   const matched = all.filter(
     (t) =>
       (!query.state || t.state === query.state) &&
       (site == null || t.site === site) &&
       (!query.wait || (t.wait ?? 'none') === query.wait) &&
-      (!ids || ids.has(t.id)),
+      (!ids || ids.has(t.id)) &&
+      (minIdle == null || (t.state === 'idle' && t.idle_ms >= minIdle)) &&
+      (minPolls == null || t.polls >= minPolls) &&
+      (maxPolls == null || t.polls <= maxPolls),
   );
   const sign = order === 'desc' ? -1 : 1;
   matched.sort((a, b) => sign * ((a[field] - b[field]) || (a.id - b.id)));

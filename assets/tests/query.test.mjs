@@ -25,6 +25,10 @@ test('filters, then pages, and counts what matched', () => {
   assert.deepEqual(ids(applyQuery(snapshot, { state: 'idle', wait: 'sleep' })), [9]);
   assert.deepEqual(ids(applyQuery(snapshot, { id: '43, 9,1000' })), [9, 43]);
   assert.deepEqual(applyQuery(snapshot, { limit: '0' }).tasks, []);
+  // Idle at least 298 ms (running tasks never match), polls in a range.
+  assert.deepEqual(ids(applyQuery(snapshot, { min_idle: '298' })), [42, 43]);
+  assert.deepEqual(ids(applyQuery(snapshot, { min_idle: '0' })), [9, 42, 43]);
+  assert.deepEqual(ids(applyQuery(snapshot, { min_polls: '2', max_polls: '15' })), [9, 42]);
   assert.deepEqual(applyQuery(snapshot, { limit: '0' }).task_counts, countTasks(snapshot.tasks));
 });
 

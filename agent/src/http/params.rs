@@ -149,6 +149,9 @@ impl Params {
             site: self.number("site", u32::MAX as u64)?.map(|n| n as u32),
             wait: self.wait()?,
             ids: self.ids()?,
+            min_idle_ms: self.number("min_idle", 1_000_000_000_000)?,
+            min_polls: self.number("min_polls", 1_000_000_000_000)?,
+            max_polls: self.number("max_polls", 1_000_000_000_000)?,
         })
     }
 
@@ -225,6 +228,8 @@ mod tests {
         assert_eq!((q.wait.as_deref(), q.ids), (Some("chan receive"), Some(vec![3, 4, 5])));
         let q = p("wait=none&id=").task_query().unwrap();
         assert_eq!((q.wait.as_deref(), q.ids), (Some("none"), None));
+        let q = p("min_idle=60000&min_polls=1&max_polls=3").task_query().unwrap();
+        assert_eq!((q.min_idle_ms, q.min_polls, q.max_polls), (Some(60_000), Some(1), Some(3)));
         let many = format!("id={}", vec!["1"; 1_001].join(","));
         for (bad, why) in [
             ("wait=Chan", "want a wait reason"),
@@ -233,6 +238,9 @@ mod tests {
             ("id=-1", "task ids separated by commas"),
             ("id=x", "task ids separated by commas"),
             (many.as_str(), "at most 1000"),
+            ("min_idle=5s", "whole number"),
+            ("min_polls=-1", "whole number"),
+            ("max_polls=1.5", "whole number"),
         ] {
             let e = p(bad).task_query().unwrap_err();
             assert_eq!(e.status, 400, "{bad}");

@@ -68,23 +68,41 @@ pub(crate) struct TaskQuery {
     pub(crate) wait: Option<String>,
     /// Only these tasks, e.g. those a finding names.
     pub(crate) ids: Option<Vec<u64>>,
+    /// Only tasks idle for at least this long (running tasks never match).
+    pub(crate) min_idle_ms: Option<u64>,
+    /// Only tasks polled at least / at most this often.
+    pub(crate) min_polls: Option<u64>,
+    pub(crate) max_polls: Option<u64>,
 }
 
 /// The `wait` filter of tasks that have no wait reason.
 pub(crate) const NO_WAIT: &str = "none";
 
 impl TaskQuery {
+    fn filters(&self) -> bool {
+        self.state.is_some()
+            || self.site.is_some()
+            || self.wait.is_some()
+            || self.ids.is_some()
+            || self.min_idle_ms.is_some()
+            || self.min_polls.is_some()
+            || self.max_polls.is_some()
+    }
+
     /// Filters, sorts and pages `snapshot.tasks` in place. `tasks_total`
     /// keeps the count before paging (after filtering).
     pub(crate) fn apply(&self, snapshot: &mut Snapshot) {
         let tasks = &mut snapshot.tasks;
-        if self.state.is_some() || self.site.is_some() || self.wait.is_some() || self.ids.is_some() {
+        if self.filters() {
             let ids: Option<BTreeSet<u64>> = self.ids.as_ref().map(|ids| ids.iter().copied().collect());
             tasks.retain(|t| {
                 self.state.is_none_or(|s| s == t.state)
                     && self.site.is_none_or(|s| s == t.site)
                     && self.wait.as_deref().is_none_or(|w| t.wait.unwrap_or(NO_WAIT) == w)
                     && ids.as_ref().is_none_or(|ids| ids.contains(&t.id))
+                    && self.min_idle_ms.is_none_or(|ms| t.state == State::Idle && t.idle_ms >= ms)
+                    && self.min_polls.is_none_or(|n| t.polls >= n)
+                    && self.max_polls.is_none_or(|n| t.polls <= n)
             });
         }
         snapshot.tasks_total = tasks.len();
@@ -285,6 +303,21 @@ mod tests {
         assert_eq!(query(Some("mutex lock"), None), Vec::<u64>::new());
         assert_eq!(query(None, Some(vec![43, 9, 1000])), [9, 43]);
         assert_eq!(query(Some("chan receive"), Some(vec![9, 43])), [43]);
+    }
+
+    #[test]
+    fn idle_time_and_poll_filters_select_tasks() {
+        let query = |min_idle_ms, min_polls, max_polls| {
+            let mut s = fixture();
+            TaskQuery { min_idle_ms, min_polls, max_polls, ..TaskQuery::default() }.apply(&mut s);
+            ids(&s)
+        };
+        // 42 idle 300 s, 3 polls; 43 idle 298 s, 1 poll; 9 idle 12 ms, 15 polls; 7 running.
+        assert_eq!(query(Some(298_000), None, None), [42, 43]);
+        assert_eq!(query(Some(0), None, None), [9, 42, 43], "running tasks are not idle");
+        assert_eq!(query(None, None, Some(1)), [43]);
+        assert_eq!(query(None, Some(15), None), [7, 9]);
+        assert_eq!(query(Some(1), Some(2), Some(10)), [42]);
     }
 
     #[test]
