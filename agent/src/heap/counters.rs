@@ -405,6 +405,11 @@ impl Drop for Busy {
     }
 }
 
+/// Threads that own a slot now.
+pub(crate) fn threads() -> u64 {
+    SLOT_TABLE[..HIGH.load(Relaxed).min(SLOTS)].iter().filter(|s| s.owned.load(Relaxed)).count() as u64
+}
+
 /// Exact totals of every thread since the process started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub(crate) struct Totals {

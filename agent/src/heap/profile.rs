@@ -32,6 +32,8 @@ pub(crate) struct Stats {
     pub(crate) dropped_unsampleable: u64,
     /// Samples kept without a stack (it could not be walked safely).
     pub(crate) no_stack: u64,
+    /// Threads with counters of their own now (the others share atomics).
+    pub(crate) threads: u64,
 }
 
 /// One stack-table entry, read.
@@ -85,6 +87,7 @@ pub(crate) fn stats() -> Stats {
         dropped_reentrant: sample::REENTRANT.load(Relaxed),
         dropped_unsampleable: sample::UNSAMPLEABLE.load(Relaxed),
         no_stack: sample::NO_STACK.load(Relaxed),
+        threads: counters::threads(),
     }
 }
 
