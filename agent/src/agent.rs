@@ -26,6 +26,7 @@ pub struct Builder {
     addr: SocketAddr,
     serve: bool,
     token: Option<String>,
+    allow_remote: bool,
     detect: crate::detect::Settings,
     cpu: crate::cpu::Settings,
     metrics: crate::render::metrics::Options,
@@ -38,6 +39,7 @@ impl Default for Builder {
             addr: config::DEFAULT_ADDR.parse().expect("the default address parses"),
             serve: true,
             token: None,
+            allow_remote: false,
             detect: crate::detect::Settings::default(),
             cpu: crate::cpu::Settings::default(),
             metrics: crate::render::metrics::Options::default(),
@@ -49,7 +51,10 @@ impl Default for Builder {
 impl Builder {
     /// The address of the debug endpoint. Default `127.0.0.1:6060`; port 0
     /// picks a free port. Env: `TASKSCOPE_ADDR` (`off` serves no port, for
-    /// apps that mount [`Agent::router`] themselves).
+    /// apps that mount [`Agent::router`] themselves). An address that is
+    /// not loopback (`0.0.0.0` included) is refused at `start` unless a
+    /// [`token`](Self::token) is set or [`allow_remote`](Self::allow_remote)
+    /// is on.
     pub fn addr(mut self, addr: SocketAddr) -> Self {
         self.addr = addr;
         self
@@ -63,9 +68,19 @@ impl Builder {
     }
 
     /// Require `Authorization: Bearer <token>` on every request. Default:
-    /// none. Env: `TASKSCOPE_TOKEN`.
+    /// none. Env: `TASKSCOPE_TOKEN`. The token must be 1 to 4096 visible
+    /// ASCII characters (no spaces); anything else is an error at `start`.
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
+        self
+    }
+
+    /// Serve a non-loopback [`addr`](Self::addr) without a token, so that
+    /// anyone who can reach it can read the app's task dumps and profiles.
+    /// Default `false`. Env: `TASKSCOPE_ALLOW_REMOTE=1`. A warning says so
+    /// on stderr (and through `tracing`) at `start`.
+    pub fn allow_remote(mut self, allow: bool) -> Self {
+        self.allow_remote = allow;
         self
     }
 
@@ -132,6 +147,9 @@ impl Builder {
         if let Some(token) = config::env_token() {
             self.token = Some(token);
         }
+        if let Some(allow) = config::env_allow_remote()? {
+            self.allow_remote = allow;
+        }
         if let Some(after) = config::env_duration(config::STUCK_AFTER)? {
             self.detect.stuck_after_ms = after.as_millis() as u64;
         }
@@ -161,6 +179,13 @@ impl Builder {
         }
         let mut b = self.with_env()?;
         b.cpu = b.cpu.validated()?;
+        if b.token.as_deref().is_some_and(|t| !http::guard::valid_token(t)) {
+            return Err(Error::InvalidSetting {
+                name: config::TOKEN,
+                value: "<hidden>".into(),
+                expected: "1 to 4096 visible ASCII characters, without spaces",
+            });
+        }
         if b.runtime.is_none() {
             b.runtime = tokio::runtime::Handle::try_current().ok();
         }
@@ -175,6 +200,19 @@ impl Builder {
             return Ok(Agent { local_addr: None, shared, _server: None });
         }
 
+        if http::server::exposure(b.addr, b.token.is_some(), b.allow_remote)? == http::server::Exposure::Open
+        {
+            let warning = format!(
+                "WARNING: serving the debug endpoint on {} without a token ({}=1): anyone who can reach \
+                 it can read the task dumps and the CPU and heap profiles of the app",
+                b.addr,
+                config::ALLOW_REMOTE
+            );
+            eprintln!("taskscope: {warning}");
+            if crate::watch::app_listens() {
+                tracing::warn!(target: "taskscope", "{warning}");
+            }
+        }
         let listener = std::net::TcpListener::bind(b.addr)
             .and_then(|l| l.set_nonblocking(true).map(|()| l))
             .map_err(|source| Error::Bind { addr: b.addr, source })?;
@@ -200,11 +238,16 @@ fn serve(listener: std::net::TcpListener, router: axum::Router, stopped: tokio::
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .thread_name("taskscope-blocking")
+        // Snapshots and profiles render on blocking threads; the in-flight
+        // limit bounds how many at once, this bounds the threads.
+        .max_blocking_threads(http::limits::MAX_IN_FLIGHT)
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
-            crate::watch::error(format_args!("could not start the agent's runtime: {e}; the endpoint is down"));
+            crate::watch::error(format_args!(
+                "could not start the agent's runtime: {e}; the endpoint is down"
+            ));
             return;
         }
     };
@@ -216,13 +259,8 @@ fn serve(listener: std::net::TcpListener, router: axum::Router, stopped: tokio::
                 return;
             }
         };
-        let server = axum::serve(listener, router);
         tokio::select! {
-            result = server => {
-                if let Err(e) = result {
-                    crate::watch::error(format_args!("the endpoint stopped: {e}"));
-                }
-            }
+            () = http::server::serve(listener, router) => {}
             _ = watch_dropped() => {}
             _ = stopped => {}
         }

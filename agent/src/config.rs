@@ -9,6 +9,7 @@ use crate::Error;
 pub(crate) const ADDR: &str = "TASKSCOPE_ADDR";
 pub(crate) const DISABLE: &str = "TASKSCOPE_DISABLE";
 pub(crate) const TOKEN: &str = "TASKSCOPE_TOKEN";
+pub(crate) const ALLOW_REMOTE: &str = "TASKSCOPE_ALLOW_REMOTE";
 pub(crate) const STUCK_AFTER: &str = "TASKSCOPE_STUCK_AFTER";
 pub(crate) const BLOCKED_AFTER: &str = "TASKSCOPE_BLOCKED_AFTER";
 pub(crate) const MAX_TASKS: &str = "TASKSCOPE_MAX_TASKS";
@@ -125,6 +126,20 @@ pub(crate) fn env_count(name: &'static str, min: u64, max: u64) -> Result<Option
 
 pub(crate) fn env_token() -> Option<String> {
     var(TOKEN)
+}
+
+/// `TASKSCOPE_ALLOW_REMOTE`: `1` (`true`, `yes`) or `0` (`false`, `no`), if set.
+pub(crate) fn env_allow_remote() -> Result<Option<bool>, Error> {
+    match var(ALLOW_REMOTE).as_deref().map(str::trim) {
+        None => Ok(None),
+        Some("1" | "true" | "yes") => Ok(Some(true)),
+        Some("0" | "false" | "no") => Ok(Some(false)),
+        Some(other) => Err(Error::InvalidSetting {
+            name: ALLOW_REMOTE,
+            value: other.to_string(),
+            expected: "1 to serve a non-loopback address without a token, or 0",
+        }),
+    }
 }
 
 /// The mean heap sampling interval in bytes (`TASKSCOPE_HEAP_SAMPLE_BYTES`,

@@ -23,6 +23,17 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The endpoint would listen on an address other hosts can reach, with
+    /// neither a token nor an explicit opt-in.
+    #[error(
+        "refusing to serve the debug endpoint on {addr}: it is not a loopback address, and anyone who can \
+         reach it could read the task dumps and the CPU and heap profiles of the app; set TASKSCOPE_TOKEN to require \
+         `Authorization: Bearer <token>`, or TASKSCOPE_ALLOW_REMOTE=1 to serve it without one"
+    )]
+    Exposed {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+    },
     /// The agent's thread or runtime could not be started.
     #[error("could not start the agent's thread: {0}")]
     Start(#[source] std::io::Error),

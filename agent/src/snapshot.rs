@@ -100,12 +100,24 @@ pub(crate) struct Features {
     pub(crate) heap: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// Every table of the agent has a cap; what did not fit is counted here.
+#[derive(Debug, Clone, Default, Serialize)]
 pub(crate) struct Dropped {
     /// Spawns not tracked because the task table was full.
     pub(crate) tasks: u64,
     /// Spawns counted under `<other>` because the site table was full.
     pub(crate) sites_overflowed: u64,
+    /// Deep mode: spawns without a wait reason because its task table was full.
+    pub(crate) deep_tasks: u64,
+    /// Deep mode: parked-at stacks not kept because the stack table was full.
+    pub(crate) deep_stacks: u64,
+    /// Heap samples not taken: the live-sample table was full.
+    pub(crate) heap_live_samples: u64,
+    /// Heap samples kept under `<table full>`: the stack table was full.
+    pub(crate) heap_stacks: u64,
+    /// Completed tasks pushed out of the ring of `completed_kept`, at least
+    /// (the ring is sharded, so a busy shard may push out a few more).
+    pub(crate) completed_evicted: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -119,7 +131,11 @@ pub(crate) struct AgentInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) deep_problem: Option<&'static str>,
     pub(crate) dropped: Dropped,
+    /// Panics caught in the agent's own code (handlers, renderers, its
+    /// background threads); each was reported when caught.
     pub(crate) panics: u64,
+    /// Requests and connections the endpoint turned away.
+    pub(crate) http: crate::health::HttpCounters,
     pub(crate) uptime_ms: u64,
     pub(crate) snapshot_ms: u64,
     pub(crate) max_tasks: u32,
@@ -283,6 +299,7 @@ pub(crate) fn take(registry: Option<&Registry>, runtime: Option<&tokio::runtime:
         })
         .collect();
 
+    let heap = crate::heap::summary();
     let problem = crate::health::tracking_problem();
     let agent = AgentInfo {
         version: env!("CARGO_PKG_VERSION"),
@@ -295,12 +312,9 @@ pub(crate) fn take(registry: Option<&Registry>, runtime: Option<&tokio::runtime:
         },
         problem,
         deep_problem: crate::deep::problem(),
-        dropped: Dropped {
-            tasks: registry.map_or(0, |r| r.dropped_tasks.load(std::sync::atomic::Ordering::Relaxed)),
-            sites_overflowed: registry
-                .map_or(0, |r| r.sites.overflowed.load(std::sync::atomic::Ordering::Relaxed)),
-        },
+        dropped: dropped(registry, &site_counts, &heap),
         panics: crate::health::panics(),
+        http: crate::health::http_counters(),
         uptime_ms: now,
         snapshot_ms: 0,
         max_tasks: registry.map_or(0, |r| r.capacity.tasks),
@@ -317,12 +331,31 @@ pub(crate) fn take(registry: Option<&Registry>, runtime: Option<&tokio::runtime:
         completed,
         workers: runtime.map(workers).unwrap_or_default(),
         stacks,
-        heap: crate::heap::summary(),
+        heap,
         findings: Vec::new(),
         agent,
     };
     snapshot.agent.snapshot_ms = started.elapsed().as_millis() as u64;
     snapshot
+}
+
+fn dropped(
+    registry: Option<&Registry>,
+    sites: &[tasks::SiteCounts],
+    heap: &crate::heap::HeapSummary,
+) -> Dropped {
+    use std::sync::atomic::Ordering::Relaxed;
+    let (deep_tasks, deep_stacks) = crate::deep::dropped();
+    let completed: u64 = sites.iter().map(|s| s.completed).sum();
+    Dropped {
+        tasks: registry.map_or(0, |r| r.dropped_tasks.load(Relaxed)),
+        sites_overflowed: registry.map_or(0, |r| r.sites.overflowed.load(Relaxed)),
+        deep_tasks,
+        deep_stacks,
+        heap_live_samples: heap.sampler.dropped_live_table_full,
+        heap_stacks: heap.sampler.dropped_stack_table_full,
+        completed_evicted: registry.map_or(0, |r| completed.saturating_sub(r.capacity.completed as u64)),
+    }
 }
 
 fn workers(handle: &tokio::runtime::Handle) -> Vec<Worker> {
@@ -406,8 +439,9 @@ pub(crate) fn fixture() -> Snapshot {
             },
             problem: None,
             deep_problem: None,
-            dropped: Dropped { tasks: 0, sites_overflowed: 0 },
+            dropped: Dropped::default(),
             panics: 0,
+            http: crate::health::HttpCounters::default(),
             uptime_ms: 400_000,
             snapshot_ms: 1,
             max_tasks: 1 << 20,

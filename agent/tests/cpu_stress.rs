@@ -102,8 +102,13 @@ fn a_profile_task_dumps_and_many_spawns_all_complete_together() {
         let stop = stop.clone();
         std::thread::spawn(move || {
             let mut answered = Vec::new();
-            let paths =
-                ["/debug/pprof/tasks?debug=2", "/debug/pprof/goroutine", "/debug/taskscope/api/snapshot"];
+            let paths = [
+                "/debug/pprof/tasks?debug=2",
+                "/debug/pprof/goroutine",
+                "/debug/taskscope/api/snapshot",
+                "/debug/pprof/heap",
+                "/debug/pprof/allocs?debug=1",
+            ];
             let mut i = 0;
             while !stop.load(Ordering::Relaxed) {
                 let path = paths[i % paths.len()];
@@ -152,4 +157,6 @@ fn a_profile_task_dumps_and_many_spawns_all_complete_together() {
 
     drop(agent);
     runtime.shutdown_timeout(Duration::from_secs(5));
+    let panics = panics.lock().unwrap_or_else(|e| e.into_inner());
+    assert!(panics.is_empty(), "threads panicked during the run: {panics:#?}");
 }

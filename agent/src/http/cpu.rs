@@ -64,12 +64,10 @@ async fn record(shared: &AppState, seconds: u64) -> Result<Recording, HttpError>
     })
 }
 
-/// Encoding and drawing run off the serving thread; a panic becomes a 500.
+/// Encoding and drawing run off the serving thread; a panic becomes a
+/// counted 500 (see layers.rs).
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, HttpError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| {
-        crate::health::count_panic();
-        HttpError::internal(format!("taskscope failed to render this profile (counted): {e}"))
-    })
+    super::layers::join(tokio::task::spawn_blocking(f)).await
 }
 
 #[cfg(test)]

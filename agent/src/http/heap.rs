@@ -20,12 +20,9 @@ use crate::render::heap::{self as render, SampleType};
 const MAX_SECONDS: u64 = 600;
 
 /// Runs `f` on a blocking thread: symbolizing can take a while. A panic
-/// becomes a counted 500.
+/// becomes a counted 500 (see layers.rs).
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, HttpError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| {
-        crate::health::count_panic();
-        HttpError::internal(format!("taskscope failed to render this page (counted): {e}"))
-    })
+    super::layers::join(tokio::task::spawn_blocking(f)).await
 }
 
 /// The profile now, or the difference over the next `seconds`; symbolized.

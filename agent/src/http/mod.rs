@@ -1,18 +1,22 @@
 //! HTTP: the axum router of the debug endpoint. Paths, parameters, content
-//! types and error codes follow Go's `net/http/pprof`.
+//! types and error codes follow Go's `net/http/pprof`. Every request passes
+//! the layers of `layers.rs` (token, limits, panics); `server.rs` serves it.
 
 pub mod assets;
 mod cpu;
 mod empty;
 mod error;
+pub(crate) mod guard;
 mod heap;
+mod layers;
+pub(crate) mod limits;
 mod params;
+pub(crate) mod server;
 
 use std::sync::Arc;
 
-use axum::extract::{RawQuery, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::{self, Next};
+use axum::extract::{RawQuery, State};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
@@ -39,7 +43,7 @@ type AppState = Arc<Shared>;
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     // With taskscope's allocator installed, start reading the heap's history.
     crate::heap::start_history();
-    Router::new()
+    let router = Router::new()
         .route("/debug/pprof", get(|| async { Redirect::permanent("/debug/pprof/") }))
         .route("/debug/pprof/", get(index))
         .route("/debug/pprof/tasks", get(tasks))
@@ -59,60 +63,32 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .method_not_allowed_fallback(|| async {
             HttpError { status: StatusCode::METHOD_NOT_ALLOWED, reason: "method not allowed: use GET".into() }
         })
-        .layer(middleware::from_fn_with_state(shared.clone(), guard))
-        // The viewer's files hold no data: served without the token (see assets.rs).
-        .merge(assets::routes().layer(middleware::map_response(nosniff_async)))
-        .with_state(shared)
-}
-
-/// Runs on every request: the bearer token, and `nosniff` on every answer.
-async fn guard(State(shared): State<AppState>, request: Request, next: Next) -> Response {
-    if let Some(token) = &shared.token {
-        let given = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
-            let mut r = HttpError {
-                status: StatusCode::UNAUTHORIZED,
-                reason: "missing or wrong bearer token: send Authorization: Bearer <TASKSCOPE_TOKEN>".into(),
-            }
-            .into_response();
-            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return nosniff(r);
-        }
-    }
-    nosniff(next.run(request).await)
-}
-
-fn nosniff(mut r: Response) -> Response {
-    r.headers_mut().insert("x-content-type-options", HeaderValue::from_static("nosniff"));
-    r
-}
-
-async fn nosniff_async(r: Response) -> Response {
-    nosniff(r)
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for (i, &x) in a.iter().enumerate() {
-        diff |= (x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0)) as usize;
-    }
-    diff == 0
+        // The viewer's files hold no data: the guard lets them through
+        // without the token (see guard.rs and assets.rs).
+        .merge(assets::routes());
+    // A renderer that panics, to test that the panic is caught (tests only).
+    #[cfg(test)]
+    let router = router.route(
+        "/debug/taskscope/test/panic",
+        get(|State(shared): State<AppState>| async move {
+            with_snapshot(&shared, |_| -> String { panic!("deliberate panic in a renderer") }).await
+        }),
+    );
+    let token = shared.token.as_deref().map(Arc::from);
+    layers::harden(router.with_state(shared), token, limits::MAX_IN_FLIGHT)
 }
 
 /// Takes a snapshot and renders it on a blocking thread, so that a large
 /// snapshot never stalls the runtime serving the request (the app's, when
-/// the router is mounted into the app's own server). A panic becomes a 500.
+/// the router is mounted into the app's own server). A panic becomes a
+/// counted 500 (see layers.rs).
 async fn with_snapshot<T: Send + 'static>(
     shared: &AppState,
     render: impl FnOnce(Snapshot) -> T + Send + 'static,
 ) -> Result<T, HttpError> {
     let runtime = shared.runtime.clone();
     let settings = shared.detect;
-    tokio::task::spawn_blocking(move || {
+    layers::join(tokio::task::spawn_blocking(move || {
         let started = std::time::Instant::now();
         let mut snapshot = snapshot::take(crate::tasks::registry(), runtime.as_ref());
         snapshot.findings = crate::detect::run(&snapshot, &settings);
@@ -121,12 +97,8 @@ async fn with_snapshot<T: Send + 'static>(
         crate::watch::observe_dump(started.elapsed(), tasks);
         crate::watch::check_dropped();
         out
-    })
+    }))
     .await
-    .map_err(|e| {
-        crate::health::count_panic();
-        HttpError::internal(format!("taskscope failed to render this page (counted): {e}"))
-    })
 }
 
 fn text(body: String) -> Response {
@@ -201,14 +173,32 @@ async fn not_found() -> HttpError {
 
 #[cfg(test)]
 mod tests {
-    use super::constant_time_eq;
+    use axum::body::Body;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
 
-    #[test]
-    fn token_comparison_is_exact() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret2"));
-        assert!(!constant_time_eq(b"", b"secret"));
-        assert!(!constant_time_eq(b"secret", b""));
+    use super::*;
+
+    /// A renderer that panics on its blocking thread: a counted 500 with a
+    /// one-line reason, and the same router answers the next request.
+    #[tokio::test]
+    async fn a_panicking_renderer_is_a_counted_500() {
+        let router = router(Arc::new(Shared::default()));
+        let get = |uri: &'static str| {
+            let router = router.clone();
+            async move {
+                let res =
+                    router.oneshot(axum::http::Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
+                let status = res.status();
+                (status, res.into_body().collect().await.unwrap().to_bytes())
+            }
+        };
+        let before = crate::health::panics();
+        let (status, body) = get("/debug/taskscope/test/panic").await;
+        assert_eq!(status, 500);
+        let body = String::from_utf8(body.to_vec()).unwrap();
+        assert!(body.contains("deliberate panic in a renderer") && body.lines().count() == 1, "{body}");
+        assert!(crate::health::panics() > before);
+        assert_eq!(get("/debug/pprof/tasks?debug=1").await.0, 200);
     }
 }
