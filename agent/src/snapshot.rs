@@ -179,11 +179,33 @@ impl Stack {
                 let last = frames[..end].iter().rposition(|f| f.user).unwrap_or(first);
                 frames[first.saturating_sub(1)..=last].iter().collect()
             }
-            None => frames.iter().filter(|f| !f.function.starts_with("taskscope::")).take(12).collect(),
+            // No frame of the app (a bare `tokio::spawn(sleep(..))`): the
+            // library frames from the waker registration to the runtime.
+            None => frames
+                .iter()
+                .skip_while(|f| is_instrumentation(f))
+                .take_while(|f| !is_runtime(f))
+                .filter(|f| !is_instrumentation(f))
+                .take(12)
+                .collect(),
         };
         let folded = frames.len() - shown.len();
         (shown, folded)
     }
+}
+
+/// A frame of the machinery that reported the waker: taskscope's subscriber,
+/// tracing's dispatch, tokio's waker vtable, `Waker::clone`.
+fn is_instrumentation(frame: &Frame) -> bool {
+    let f = frame.function.trim_start_matches('<');
+    let file = frame.file.as_deref().unwrap_or("");
+    f.starts_with("taskscope::")
+        || f.starts_with("tracing_core::")
+        || f.starts_with("tracing::")
+        || file.contains("/tracing-core-")
+        || file.contains("/src/runtime/task/waker.rs")
+        || f.starts_with("core::task::wake::")
+        || file.ends_with("/core/src/task/wake.rs")
 }
 
 /// A frame of tokio's scheduler or task harness.
@@ -530,4 +552,50 @@ pub(crate) fn deep_fixture() -> Snapshot {
     }
     s.agent.features.deep = true;
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trimmed_stack_is_the_library_call_then_the_apps_frames() {
+        let s = deep_fixture();
+        let (shown, folded) = s.stacks[0].trimmed();
+        let names: Vec<&str> = shown.iter().map(|f| f.function.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "tokio::sync::mpsc::bounded::Receiver<T>::recv",
+                "app::handlers::handle_message::{{closure}}",
+                "app::handlers::consumer_loop::{{closure}}"
+            ]
+        );
+        assert_eq!(folded, 3);
+    }
+
+    #[test]
+    fn without_app_frames_the_instrumentation_and_runtime_are_folded() {
+        let at = |function: &str, file: &str| Frame {
+            function: function.into(),
+            file: Some(file.into()),
+            line: Some(1),
+            user: false,
+        };
+        let stack = Stack {
+            id: 9,
+            reason: "sleep",
+            frames: vec![
+                at("taskscope::deep::subscriber::DeepSubscriber::event", "/x/agent/src/deep/subscriber.rs"),
+                at("tracing_core::event::Event::dispatch", "/r/tracing-core-0.1.36/src/event.rs"),
+                at("tokio::runtime::task::waker::clone_waker", "/r/tokio-1.54.1/src/runtime/task/waker.rs"),
+                at("<tokio::time::sleep::Sleep as Future>::poll", "/r/tokio-1.54.1/src/time/sleep.rs"),
+                at("tokio::runtime::task::core::Core<T,S>::poll", "/r/tokio-1.54.1/src/runtime/task/core.rs"),
+            ],
+        };
+        let (shown, folded) = stack.trimmed();
+        assert_eq!(shown.len(), 1, "{shown:?}");
+        assert_eq!(shown[0].function, "<tokio::time::sleep::Sleep as Future>::poll");
+        assert_eq!(folded, 4);
+    }
 }
