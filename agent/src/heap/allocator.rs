@@ -311,7 +311,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Allocator<A> {
         // SAFETY: forwarded.
         let p = unsafe { self.inner.alloc(layout) };
         if p.is_null() {
-            counters::undo_alloc(layout.size());
+            counters::undo_last_alloc();
         }
         p
     }
@@ -325,7 +325,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Allocator<A> {
         // SAFETY: forwarded.
         let p = unsafe { self.inner.alloc_zeroed(layout) };
         if p.is_null() {
-            counters::undo_alloc(layout.size());
+            counters::undo_last_alloc();
         }
         p
     }

@@ -39,6 +39,10 @@ struct Slot {
     allocs: AtomicU64,
     freed_bytes: AtomicU64,
     frees: AtomicU64,
+    /// The size of the last allocation counted on the fast path, to take it
+    /// back if the inner allocator fails: kept here rather than in a
+    /// register across the call, so the fast path saves no registers.
+    pending: AtomicU64,
     /// Odd while the slow path rewrites `countdown`, `interval` and `base`.
     seq: AtomicU32,
     owned: AtomicBool,
@@ -53,6 +57,7 @@ impl Slot {
             allocs: AtomicU64::new(0),
             freed_bytes: AtomicU64::new(0),
             frees: AtomicU64::new(0),
+            pending: AtomicU64::new(0),
             seq: AtomicU32::new(0),
             owned: AtomicBool::new(false),
         }
@@ -200,6 +205,7 @@ pub(crate) fn on_alloc(size: usize) -> bool {
             return true;
         }
         Slot::bump(&s.allocs, 1);
+        s.pending.store(size as u64, Relaxed);
         false
     })
 }
@@ -265,6 +271,17 @@ pub(crate) fn undo_alloc(size: usize) {
             s.allocs.store(s.allocs.load(Relaxed).wrapping_sub(1), Relaxed);
         }
     })
+}
+
+/// The allocation just counted by [`on_alloc`] (which returned false) did
+/// not happen: take it back.
+#[cold]
+#[inline(never)]
+pub(crate) fn undo_last_alloc() {
+    let size = LOCAL.with(|l| own(l).map(|s| s.pending.load(Relaxed)));
+    if let Some(size) = size {
+        undo_alloc(size as usize);
+    }
 }
 
 /// What the slow path decided about the allocation that ran the countdown
