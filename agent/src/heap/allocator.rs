@@ -51,8 +51,9 @@ use super::sample;
 /// reads or allocation. A sample walks the stack by frame pointers and
 /// inserts into fixed tables; samples that do not fit are counted as
 /// dropped. Allocations aligned to more than 2048 bytes are never sampled
-/// (they are counted). The allocator reads the 16 bytes in front of each
-/// block it frees, which memory checkers such as Valgrind or ASan report.
+/// (they are counted). To recognize sampled blocks, a free reads 4 bytes
+/// 16 bytes in front of the block (within its page), which memory checkers
+/// such as ASan or Valgrind's memcheck may report.
 pub struct Allocator<A = System> {
     inner: A,
 }

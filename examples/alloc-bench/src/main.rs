@@ -155,7 +155,8 @@ fn main() {
 fn interleaved(dir: &Path) {
     println!();
     println!("box phase in one process, system and taskscope in alternating slices (median ns per pair):");
-    for (name, rate) in [("off", Some(0u64)), ("default", None)] {
+    let mut per_pair = Vec::new();
+    for (name, rate) in [("off", Some(0u64)), ("default", None), ("4KiB", Some(4096))] {
         let mut cmd = Command::new(dir.join("alloc-interleaved"));
         cmd.env_remove("TASKSCOPE_HEAP_SAMPLE_BYTES").env_remove("TASKSCOPE_DISABLE");
         if let Some(rate) = rate {
@@ -176,7 +177,16 @@ fn interleaved(dir: &Path) {
             taskscope / system,
             system / taskscope
         );
+        per_pair.push(taskscope - system);
     }
+    // One allocation in two is 8 bytes, the other 32: at 4 KiB, a pair is
+    // sampled with probability (p(8) + p(32)) / 2.
+    let p = |s: f64| -(-s / 4096.0).exp_m1();
+    let samples_per_pair = (p(8.0) + p(32.0)) / 2.0;
+    println!(
+        "one sample, from the 4KiB and off lines: about {:.0} ns (allocation and free of a sampled block)",
+        (per_pair[2] - per_pair[0]) / samples_per_pair
+    );
 }
 
 /// Prints one table; returns each mode's median total.
