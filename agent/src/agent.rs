@@ -221,7 +221,18 @@ impl Builder {
         let router = http::router(shared.clone());
         let thread = std::thread::Builder::new()
             .name("taskscope".into())
-            .spawn(move || serve(listener, router, stopped))
+            .spawn(move || {
+                // The endpoint goes down with its thread, but the app runs on.
+                let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    serve(listener, router, stopped)
+                }));
+                if let Err(payload) = served {
+                    crate::health::report_panic(
+                        "the agent's server thread (the endpoint is down)",
+                        &*payload,
+                    );
+                }
+            })
             .map_err(Error::Start)?;
         eprintln!("taskscope: listening on http://{local_addr}/debug/pprof/");
         Ok(Agent {
@@ -238,9 +249,12 @@ fn serve(listener: std::net::TcpListener, router: axum::Router, stopped: tokio::
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .thread_name("taskscope-blocking")
-        // Snapshots and profiles render on blocking threads; the in-flight
-        // limit bounds how many at once, this bounds the threads.
-        .max_blocking_threads(http::limits::MAX_IN_FLIGHT)
+        // Snapshots and profiles render on a few long-lived blocking
+        // threads: more would not render faster on the app's cores, and
+        // each thread that allocates megabytes of dumps gets an allocator
+        // arena of its own that keeps memory after they are freed.
+        .max_blocking_threads(http::limits::BLOCKING_THREADS)
+        .thread_keep_alive(std::time::Duration::from_secs(600))
         .build()
     {
         Ok(rt) => rt,

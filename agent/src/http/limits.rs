@@ -20,6 +20,9 @@ use super::HttpError;
 pub(crate) const MAX_URI_BYTES: usize = 8 * 1024;
 /// Requests served at once, long profiles included; more get a 503.
 pub(crate) const MAX_IN_FLIGHT: usize = 16;
+/// Threads of the agent's own server that take snapshots and render
+/// answers; requests beyond wait for one (within their deadline).
+pub(crate) const BLOCKING_THREADS: usize = 4;
 /// How long a request may take, beyond the `seconds` a profile asks for.
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// The longest `seconds` counted into a deadline (an hour): larger values

@@ -53,6 +53,8 @@ pub struct Counts {
 #[derive(Debug)]
 pub struct Clients {
     stop: Arc<AtomicBool>,
+    /// Holds the stress clients (not the periodic one) between requests.
+    paused: Arc<AtomicBool>,
     counts: Arc<Mutex<Counts>>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -60,6 +62,7 @@ pub struct Clients {
 impl Clients {
     pub fn start(addr: SocketAddr, stress: bool) -> Clients {
         let stop = Arc::new(AtomicBool::new(false));
+        let paused = Arc::new(AtomicBool::new(false));
         let counts = Arc::new(Mutex::new(Counts::default()));
         let mut rounds: Vec<(&'static [&'static str], Duration)> = vec![(DUMPS, Duration::from_millis(500))];
         if stress {
@@ -72,13 +75,20 @@ impl Clients {
             .enumerate()
             .map(|(i, (paths, pause))| {
                 let (stop, counts) = (stop.clone(), counts.clone());
+                // The first client is the periodic one: never paused.
+                let paused = if i == 0 { Arc::new(AtomicBool::new(false)) } else { paused.clone() };
                 std::thread::Builder::new()
                     .name(format!("soak-client-{i}"))
-                    .spawn(move || run(addr, paths, pause, i, &stop, &counts))
+                    .spawn(move || run(addr, paths, pause, i, &stop, &paused, &counts))
                     .expect("a client thread")
             })
             .collect();
-        Clients { stop, counts, threads }
+        Clients { stop, paused, counts, threads }
+    }
+
+    /// Pauses or resumes the stress clients (requests in flight complete).
+    pub fn pause_stress(&self, paused: bool) {
+        self.paused.store(paused, Relaxed);
     }
 
     pub fn counts(&self) -> Counts {
@@ -109,12 +119,17 @@ fn run(
     pause: Duration,
     offset: usize,
     stop: &AtomicBool,
+    paused: &AtomicBool,
     counts: &Mutex<Counts>,
 ) {
     let agent = agent();
     // Start the clients on different paths.
     let mut i = offset;
     while !stop.load(Relaxed) {
+        if paused.load(Relaxed) {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
         let path = paths[i % paths.len()];
         i += 1;
         let outcome = match agent.get(format!("http://{addr}{path}")).call() {

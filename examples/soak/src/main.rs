@@ -12,7 +12,9 @@
 //! `--stress` adds CPU profiles and flamegraphs back to back, heap deltas,
 //! and three clients looping over every other endpoint, all at once, to
 //! check that nothing deadlocks or crashes and to see what it costs the
-//! app's throughput. `--quick` is a 30-second run for CI;
+//! app's throughput; with `--alternate` the stress clients pause every other
+//! report interval, so that the throughput with and without them is
+//! compared under the same machine load. `--quick` is a 30-second run for CI;
 //! `--max-growth-mib N` makes the run fail when memory grew by more than N
 //! MiB after warm-up, and any failed request fails it too.
 
@@ -31,6 +33,7 @@ struct Options {
     duration: Duration,
     every: Duration,
     stress: bool,
+    alternate: bool,
     max_growth_mib: Option<f64>,
 }
 
@@ -39,6 +42,7 @@ fn options() -> Result<Options, String> {
         duration: Duration::from_secs(600),
         every: Duration::from_secs(30),
         stress: false,
+        alternate: false,
         max_growth_mib: None,
     };
     let mut every = None;
@@ -56,9 +60,10 @@ fn options() -> Result<Options, String> {
             "--every" => every = Some(Duration::from_secs_f64(number(&arg, args.next())?)),
             "--quick" => o.duration = Duration::from_secs(30),
             "--stress" => o.stress = true,
+            "--alternate" => o.alternate = true,
             "--max-growth-mib" => o.max_growth_mib = Some(number(&arg, args.next())?),
             "--help" | "-h" => {
-                return Err("usage: soak [--minutes N | --seconds N | --quick] [--stress] [--every SECONDS] \
+                return Err("usage: soak [--minutes N | --seconds N | --quick] [--stress [--alternate]] [--every SECONDS] \
                             [--max-growth-mib N]"
                     .into())
             }
@@ -117,6 +122,9 @@ fn main() {
     let mut readings: Vec<Reading> = Vec::new();
     let mut warm: Option<Reading> = None;
     let mut next = options.every;
+    // Tasks completed and seconds, with the stress clients running and not.
+    let (mut with, mut without) = ((0u64, 0f64), (0u64, 0f64));
+    let mut stressing = options.stress;
     while started.elapsed() < options.duration {
         std::thread::sleep(next.min(options.duration).saturating_sub(started.elapsed()));
         let secs = started.elapsed().as_secs_f64();
@@ -131,6 +139,9 @@ fn main() {
             completed,
         };
         let rate = (completed - previous.1) as f64 / (secs - previous.0).max(1e-9);
+        let phase = if stressing { &mut with } else { &mut without };
+        phase.0 += completed - previous.1;
+        phase.1 += secs - previous.0;
         let c = clients.counts();
         println!(
             "soak: t={secs:6.0} s  rss={:7.1} MiB (anon {:7.1})  heap_inuse={:7.1} MiB  \
@@ -147,6 +158,10 @@ fn main() {
         }
         readings.push(r);
         next += options.every;
+        if options.stress && options.alternate {
+            stressing = !stressing;
+            clients.pause_stress(!stressing);
+        }
     }
 
     let counts = clients.stop();
@@ -170,6 +185,16 @@ fn main() {
         counts.ok,
         counts.failed,
     );
+    if options.stress && options.alternate && without.1 > 0.0 && with.1 > 0.0 {
+        let (w, wo) = (with.0 as f64 / with.1, without.0 as f64 / without.1);
+        println!(
+            "soak: app throughput {w:.0} tasks/s with the stress clients ({:.0} s), {wo:.0} tasks/s without \
+             ({:.0} s): {:.2}x",
+            with.1,
+            without.1,
+            w / wo
+        );
+    }
     for (what, n) in &counts.by_path {
         println!("soak:   {n:>7} x {what}");
     }
