@@ -43,6 +43,10 @@ pub(crate) struct Task {
     pub(crate) wait: Option<&'static str>,
     /// Deep mode: index into [`Snapshot::stacks`] of where it parked.
     pub(crate) parked_at: Option<u32>,
+    /// Deep mode: the task parked again within the millisecond after
+    /// `parked_at` was taken (stacks are taken at most once a millisecond
+    /// per task), so it is probably, not certainly, where it waits now.
+    pub(crate) parked_stale: bool,
     /// Deep mode: live clones of the task's waker (clones − drops − wakes).
     pub(crate) wakers: Option<i64>,
     /// Deep mode: woken since its last poll, so it is scheduled to run.
@@ -224,6 +228,9 @@ pub(crate) struct Snapshot {
     pub(crate) workers: Vec<Worker>,
     /// Deep mode: the parked-at stacks that tasks refer to.
     pub(crate) stacks: Vec<Stack>,
+    /// Deep mode: tokio resources that are held or waited on, and which
+    /// resource each idle task waits on.
+    pub(crate) resources: crate::deep::resources::Resources,
     /// The heap: exact totals, in-use estimates per spawn site, task and
     /// allocation site, growing sites; empty (saying how to enable it)
     /// without taskscope's allocator.
@@ -278,6 +285,7 @@ pub(crate) fn take(registry: Option<&Registry>, runtime: Option<&tokio::runtime:
                 running_ms: if r.running { since } else { 0 },
                 wait: None,
                 parked_at: None,
+                parked_stale: false,
                 wakers: None,
                 woken: None,
             }
@@ -286,6 +294,7 @@ pub(crate) fn take(registry: Option<&Registry>, runtime: Option<&tokio::runtime:
 
     let mut tasks = tasks;
     let stacks = crate::deep::fill(&mut tasks);
+    let resources = crate::deep::resources_of(&tasks);
 
     let sites = site_counts
         .iter()
@@ -353,6 +362,7 @@ pub(crate) fn take(registry: Option<&Registry>, runtime: Option<&tokio::runtime:
         completed,
         workers: runtime.map(workers).unwrap_or_default(),
         stacks,
+        resources,
         heap,
         findings: Vec::new(),
         agent,
@@ -417,6 +427,7 @@ pub(crate) fn fixture() -> Snapshot {
         running_ms: if state == State::Running { state_ms } else { 0 },
         wait: None,
         parked_at: None,
+        parked_stale: false,
         wakers: None,
         woken: None,
     };
@@ -448,6 +459,7 @@ pub(crate) fn fixture() -> Snapshot {
         completed: Vec::new(),
         workers: Vec::new(),
         stacks: Vec::new(),
+        resources: Default::default(),
         heap: crate::heap::HeapSummary::default(),
         findings: Vec::new(),
         agent: AgentInfo {

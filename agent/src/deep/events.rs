@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering::*};
 use tracing_core::field::{Field, Visit};
 use tracing_core::Metadata;
 
-use super::table::{DeepSlot, DeepTable};
+use super::table::{DeepSlot, DeepTable, ONE_WAKE, PARKED_STALE, PARKED_TICK_MASK, PARKED_TICK_SHIFT};
 use crate::stacks::{capture, MAX_FRAMES};
 use crate::tasks::Cache;
 
@@ -112,6 +112,9 @@ pub(super) fn note_spawn() {
 }
 
 /// A waker event of the task whose span is `span` (its slot, `slot`).
+///
+/// One atomic read-modify-write per event: the live-waker count and the wake
+/// count share a word (see [`DeepSlot::wakers`]).
 #[inline]
 pub(super) fn waker(table: &DeepTable, slot: &DeepSlot, span: u64, op: Op) {
     let own_poll = POLLING.try_with(|p| p.get() == span).unwrap_or(false);
@@ -119,28 +122,57 @@ pub(super) fn waker(table: &DeepTable, slot: &DeepSlot, span: u64, op: Op) {
         Op::Clone => {
             slot.wakers.fetch_add(1, Relaxed);
             if own_poll {
-                let mut frames = [0usize; MAX_FRAMES];
-                let n = capture(&mut frames);
-                if let Some(stack) = table.stacks.intern(&frames[..n]) {
-                    slot.parked.store(stack as u64 + 1, Relaxed);
-                }
+                park(table, slot);
             }
         }
         Op::Drop => {
             slot.wakers.fetch_sub(1, Relaxed);
         }
         Op::Wake | Op::WakeByRef => {
-            if op == Op::Wake {
-                slot.wakers.fetch_sub(1, Relaxed);
-            }
+            // A wake by value also drops the waker.
+            let delta = if op == Op::Wake { ONE_WAKE - 1 } else { ONE_WAKE };
+            slot.wakers.fetch_add(delta, Relaxed);
             slot.woken.store(1, Relaxed);
-            slot.wakes.fetch_add(1, Relaxed);
             if own_poll {
-                slot.self_wakes.fetch_add(1, Relaxed);
+                // Only the thread polling the task gets here: one writer.
+                slot.self_wakes.store(slot.self_wakes.load(Relaxed) + 1, Relaxed);
             }
         }
         Op::Other => {}
     }
+}
+
+/// The task cloned its waker inside its own poll: it is parking here, so
+/// record where, at most once per coarse-clock millisecond per task. A task
+/// that parks again within the same millisecond (a busy loop through the
+/// executor) keeps the earlier stack, marked [`PARKED_STALE`]: walking and
+/// interning a stack on every poll would cost more than the poll.
+#[inline]
+fn park(table: &DeepTable, slot: &DeepSlot) {
+    park_at(table, slot, crate::clock::coarse_ms() & PARKED_TICK_MASK);
+}
+
+#[inline(always)]
+fn park_at(table: &DeepTable, slot: &DeepSlot, tick: u64) {
+    let parked = slot.parked.load(Relaxed);
+    // Tick 0: the agent's clock is not running, so nothing is throttled.
+    if tick != 0 && parked != 0 && (parked >> PARKED_TICK_SHIFT) & PARKED_TICK_MASK == tick {
+        if parked & PARKED_STALE == 0 {
+            // Only the polling thread writes `parked`.
+            slot.parked.store(parked | PARKED_STALE, Relaxed);
+        }
+        return;
+    }
+    capture_parked(table, slot, tick);
+}
+
+#[cold]
+#[inline(never)]
+fn capture_parked(table: &DeepTable, slot: &DeepSlot, tick: u64) {
+    let mut frames = [0usize; MAX_FRAMES];
+    let n = capture(&mut frames);
+    let stack = table.stacks.intern(&frames[..n]).map_or(0, |s| s as u64 + 1);
+    slot.parked.store((tick << PARKED_TICK_SHIFT) | stack, Relaxed);
 }
 
 /// A poll of the task whose span is `span` begins.
@@ -160,4 +192,38 @@ pub(super) fn exit(span: u64) {
             p.set(0)
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tasks::Cache;
+
+    #[test]
+    fn a_stack_is_taken_once_a_tick_and_a_second_park_marks_it_stale() {
+        let table = DeepTable::new(4);
+        let span = table.open(&mut Cache::default(), 7).unwrap();
+        let slot = table.get(span).unwrap();
+        let view = |t: &DeepTable| t.read()[0].1;
+
+        park_at(&table, slot, 5);
+        let first = view(&table);
+        assert!(first.parked.is_some(), "the first park takes a stack");
+        assert!(!first.parked_stale);
+
+        park_at(&table, slot, 5);
+        let again = view(&table);
+        assert_eq!(again.parked, first.parked, "no second walk within the tick");
+        assert!(again.parked_stale, "the kept stack may be out of date");
+
+        park_at(&table, slot, 6);
+        let next = view(&table);
+        assert!(next.parked.is_some());
+        assert!(!next.parked_stale, "a new tick takes a fresh stack");
+
+        // Without a running clock (tick 0) every park takes a stack.
+        park_at(&table, slot, 0);
+        park_at(&table, slot, 0);
+        assert!(!view(&table).parked_stale);
+    }
 }

@@ -17,6 +17,9 @@ mod keys;
 #[cfg(feature = "deep")]
 mod layer;
 #[cfg(feature = "deep")]
+mod resource_events;
+pub(crate) mod resources;
+#[cfg(feature = "deep")]
 mod subscriber;
 mod table;
 
@@ -132,6 +135,7 @@ pub(crate) fn fill(tasks: &mut [crate::snapshot::Task]) -> Vec<crate::snapshot::
                 }
             }
             task.parked_at = stacks.contains_key(&id).then_some(id);
+            task.parked_stale = view.parked_stale && task.parked_at.is_some();
         }
         if task.state == crate::snapshot::State::Idle {
             task.wait = Some(if view.wakers <= 0 && !view.woken {
@@ -144,6 +148,25 @@ pub(crate) fn fill(tasks: &mut [crate::snapshot::Task]) -> Vec<crate::snapshot::
     let mut stacks: Vec<_> = stacks.into_values().collect();
     stacks.sort_by_key(|s| s.id);
     stacks
+}
+
+/// The resources part of a snapshot of `tasks` (after [`fill`]): the
+/// tokio resources that are held or waited on. A task counts as waiting only
+/// while it is idle: one that was woken and is running again has moved on.
+pub(crate) fn resources_of(tasks: &[crate::snapshot::Task]) -> resources::Resources {
+    let tracked = table().is_some() && resources::enabled_by_env();
+    let Some(resource_table) = resources::existing().filter(|_| tracked) else {
+        return resources::Resources { tracked, ..Default::default() };
+    };
+    let mut view = resource_table.read();
+    let idle: std::collections::HashSet<u64> =
+        tasks.iter().filter(|t| t.state == crate::snapshot::State::Idle).map(|t| t.id).collect();
+    view.waits.retain(|(task, _)| idle.contains(task));
+    for r in &mut view.list {
+        r.waiters.retain(|t| idle.contains(t));
+    }
+    view.list.retain(|r| !r.held_by.is_empty() || r.more_holders > 0 || !r.waiters.is_empty());
+    view
 }
 
 /// Called by `instrument`: prepares the table (off the spawn path) and arms

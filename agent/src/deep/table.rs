@@ -22,13 +22,19 @@ pub(crate) struct DeepSlot {
     /// `Registry`'s id for the layer. Late events of a finished task carry
     /// an old id and find nothing.
     pub(crate) key: AtomicU64,
-    /// Live waker clones: clones − drops − wakes by value (as i64 bits).
+    /// `wakes << 32` plus the live waker clones (clones − drops − wakes by
+    /// value), in wrapping arithmetic, so that one atomic add records any
+    /// waker event; [`split_wakers`] takes the word apart.
     pub(crate) wakers: AtomicU64,
     /// 1 when woken since its last poll started.
     pub(crate) woken: AtomicU64,
-    /// Stack id + 1 of the last waker clone made inside its own poll.
+    /// Where the task parked: the stack id + 1 of its last waker clone made
+    /// inside its own poll (0: none), the coarse-clock tick of that capture
+    /// at [`PARKED_TICK_SHIFT`], and [`PARKED_STALE`] if it has parked again
+    /// since, within the same tick, without a new capture.
     pub(crate) parked: AtomicU64,
-    pub(crate) wakes: AtomicU64,
+    /// Not used while the task lives; the slab's free-list link otherwise.
+    pub(crate) spare: AtomicU64,
     /// Wakes made by the task itself while being polled.
     pub(crate) self_wakes: AtomicU64,
     /// References to its span (tracing's clone/close counting).
@@ -40,7 +46,7 @@ impl Entry for DeepSlot {
         &self.task_id
     }
     fn next(&self) -> &AtomicU64 {
-        &self.wakes
+        &self.spare
     }
     fn next_batch(&self) -> &AtomicU64 {
         &self.self_wakes
@@ -50,12 +56,29 @@ impl Entry for DeepSlot {
     }
 }
 
+/// One wake, in [`DeepSlot::wakers`].
+pub(crate) const ONE_WAKE: u64 = 1 << 32;
+/// [`DeepSlot::parked`]: the capture's tick, 31 bits of coarse-clock ms.
+pub(crate) const PARKED_TICK_SHIFT: u32 = 32;
+pub(crate) const PARKED_TICK_MASK: u64 = (1 << 31) - 1;
+/// [`DeepSlot::parked`]: the task parked again after the stack was taken.
+pub(crate) const PARKED_STALE: u64 = 1 << 63;
+
+/// `(live wakers, wakes)` of a [`DeepSlot::wakers`] word.
+pub(crate) fn split_wakers(word: u64) -> (i64, u64) {
+    let live = word as u32 as i32 as i64;
+    (live, word.wrapping_sub(live as u64) >> 32)
+}
+
 /// What a snapshot reads of a task in deep mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct DeepView {
     pub(crate) wakers: i64,
     pub(crate) woken: bool,
     pub(crate) parked: Option<u32>,
+    /// The task parked again, in the same millisecond, after `parked` was
+    /// taken: probably at the same place, but not certainly.
+    pub(crate) parked_stale: bool,
     pub(crate) wakes: u64,
     pub(crate) self_wakes: u64,
 }
@@ -120,7 +143,7 @@ impl DeepTable {
 
     fn reset(slot: &DeepSlot, key: u64, task_id: u64) {
         slot.key.store(key, Relaxed);
-        for field in [&slot.wakers, &slot.woken, &slot.parked, &slot.wakes, &slot.self_wakes] {
+        for field in [&slot.wakers, &slot.woken, &slot.parked, &slot.spare, &slot.self_wakes] {
             field.store(0, Relaxed);
         }
         slot.refs.store(1, Relaxed);
@@ -186,13 +209,15 @@ impl DeepTable {
                 continue;
             }
             let parked = slot.parked.load(Relaxed);
+            let (wakers, wakes) = split_wakers(slot.wakers.load(Relaxed));
             out.push((
                 task_id,
                 DeepView {
-                    wakers: slot.wakers.load(Relaxed) as i64,
+                    wakers,
                     woken: slot.woken.load(Relaxed) != 0,
-                    parked: parked.checked_sub(1).map(|p| p as u32),
-                    wakes: slot.wakes.load(Relaxed),
+                    parked: (parked & 0xffff_ffff).checked_sub(1).map(|p| p as u32),
+                    parked_stale: parked & PARKED_STALE != 0,
+                    wakes,
                     self_wakes: slot.self_wakes.load(Relaxed),
                 },
             ));
@@ -219,6 +244,28 @@ mod tests {
         assert_eq!(t.get(b).unwrap().task_id.load(Relaxed), 11);
         assert!(t.get(0).is_none());
         assert!(t.get(u64::MAX).is_none());
+    }
+
+    #[test]
+    fn one_word_counts_live_wakers_and_wakes() {
+        let slot = DeepSlot::default();
+        let w = &slot.wakers;
+        assert_eq!(split_wakers(w.load(Relaxed)), (0, 0));
+        // A drop seen before its clone leaves the count negative for a while.
+        w.fetch_sub(1, Relaxed);
+        assert_eq!(split_wakers(w.load(Relaxed)), (-1, 0));
+        w.fetch_add(1, Relaxed);
+        w.fetch_add(1, Relaxed);
+        w.fetch_add(ONE_WAKE, Relaxed); // by reference
+        assert_eq!(split_wakers(w.load(Relaxed)), (1, 1));
+        w.fetch_add(ONE_WAKE - 1, Relaxed); // by value
+        assert_eq!(split_wakers(w.load(Relaxed)), (0, 2));
+        w.fetch_add(ONE_WAKE - 1, Relaxed);
+        assert_eq!(split_wakers(w.load(Relaxed)), (-1, 3));
+        for _ in 0..5 {
+            w.fetch_add(1, Relaxed);
+        }
+        assert_eq!(split_wakers(w.load(Relaxed)), (4, 3));
     }
 
     #[test]

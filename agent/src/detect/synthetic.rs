@@ -67,6 +67,7 @@ impl Builder {
             running_ms: if state == State::Running { state_ms } else { 0 },
             wait: None,
             parked_at: None,
+            parked_stale: false,
             wakers: None,
             woken: None,
         });

@@ -146,8 +146,15 @@ struct TaskJson<'a> {
     running_ms: u64,
     wait: Option<&'static str>,
     parked_at: Option<u32>,
+    /// Only when true: `parked_at` is from an earlier poll of the same ms.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    parked_approximate: bool,
     wakers: Option<i64>,
     woken: Option<bool>,
+    /// Deep mode: the tokio resource an idle task waits on, with its
+    /// holders; absent when it waits on none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource: Option<&'a crate::deep::resources::Resource>,
 }
 
 /// Live tasks by state and wait reason.
@@ -195,6 +202,8 @@ struct SnapshotJson<'a> {
     sites: &'a [crate::snapshot::Site],
     completed: &'a [crate::snapshot::CompletedTask],
     workers: &'a [crate::snapshot::Worker],
+    /// Deep mode: tokio resources that are held or waited on.
+    resources: &'a crate::deep::resources::Resources,
     heap: &'a crate::heap::HeapSummary,
     findings: &'a [crate::snapshot::Finding],
     agent: &'a crate::snapshot::AgentInfo,
@@ -204,6 +213,7 @@ struct TasksJson<'a>(&'a Snapshot);
 
 impl Serialize for TasksJson<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let waits = self.0.resources.wait_index();
         s.collect_seq(self.0.tasks.iter().map(|t| TaskJson {
             id: t.id,
             state: t.state,
@@ -216,8 +226,10 @@ impl Serialize for TasksJson<'_> {
             running_ms: t.running_ms,
             wait: t.wait,
             parked_at: t.parked_at,
+            parked_approximate: t.parked_stale,
             wakers: t.wakers,
             woken: t.woken,
+            resource: waits.get(&t.id).copied().filter(|_| t.state == State::Idle),
         }))
     }
 }
@@ -249,6 +261,7 @@ fn render(snapshot: &Snapshot, counts: &TaskCounts) -> Vec<u8> {
         sites: &snapshot.sites,
         completed: &snapshot.completed,
         workers: &snapshot.workers,
+        resources: &snapshot.resources,
         heap: &snapshot.heap,
         findings: &snapshot.findings,
         agent: &snapshot.agent,

@@ -137,6 +137,7 @@ pub(crate) fn per_task(snapshot: &Snapshot) -> String {
     notice(&mut out, snapshot);
     let mut order: Vec<usize> = (0..snapshot.tasks.len()).collect();
     order.sort_unstable_by_key(|&i| snapshot.tasks[i].id);
+    let waits = snapshot.resources.wait_index();
     for i in order {
         let t = &snapshot.tasks[i];
         let status = match (t.state, t.wait) {
@@ -144,9 +145,13 @@ pub(crate) fn per_task(snapshot: &Snapshot) -> String {
             (state, _) => state.as_str(),
         };
         let _ = writeln!(out, "task {} [{status}, {}]:", t.id, human(t.state_ms()));
+        resource_lines(&mut out, snapshot, &waits, t);
         // A running task's last parking place says nothing about now.
         let parked = if t.state == State::Idle { t.parked_at } else { None };
         let (lines, folded) = frames(snapshot, parked);
+        if parked.is_some() && t.parked_stale && !lines.is_empty() {
+            out.push_str("\t(approximate: parked again within the millisecond after this stack was taken)\n");
+        }
         for (function, at) in &lines {
             let _ = writeln!(out, "{function}\n\t{at}");
         }
@@ -159,6 +164,25 @@ pub(crate) fn per_task(snapshot: &Snapshot) -> String {
         out.push('\n');
     }
     out
+}
+
+/// Deep mode: the resource an idle task waits on and who holds it, and the
+/// resources it holds.
+fn resource_lines(
+    out: &mut String,
+    snapshot: &Snapshot,
+    waits: &HashMap<u64, &crate::deep::resources::Resource>,
+    t: &crate::snapshot::Task,
+) {
+    if t.state == State::Idle {
+        if let Some(r) = waits.get(&t.id) {
+            let held = r.holders_text().map(|h| format!(", held by {h}")).unwrap_or_default();
+            let _ = writeln!(out, "\twaiting on {}{held}", r.describe());
+        }
+    }
+    for r in snapshot.resources.held_by(t.id) {
+        let _ = writeln!(out, "\tholding {}", r.describe());
+    }
 }
 
 /// `/debug/taskscope/findings`: one paragraph per finding, most severe first.
