@@ -10,6 +10,7 @@ use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
 use super::events::{self, is_spawn, is_waker, with_cache, Fields};
+use super::resource_events;
 use super::table::DeepTable;
 
 /// Reads tokio's spawn spans and waker events into the deep table.
@@ -24,7 +25,7 @@ impl std::fmt::Debug for DeepLayer {
 }
 
 fn wanted(meta: &Metadata<'_>) -> bool {
-    is_spawn(meta) || is_waker(meta)
+    is_spawn(meta) || is_waker(meta) || resource_events::wanted_by_layer(meta)
 }
 
 /// The layer behind a per-layer filter, so that it enables only tokio's
@@ -40,10 +41,10 @@ where
     DeepLayer { table }.with_filter(FilterFn::new(wanted as fn(&Metadata<'_>) -> bool))
 }
 
-impl<S: Subscriber> Layer<S> for DeepLayer {
-    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, _: Context<'_, S>) {
+impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for DeepLayer {
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         if !is_spawn(attrs.metadata()) {
-            return;
+            return resource_events::layer::on_new_span(attrs, id, &ctx);
         }
         let mut fields = Fields::default();
         attrs.record(&mut fields);
@@ -51,9 +52,9 @@ impl<S: Subscriber> Layer<S> for DeepLayer {
         with_cache(self.table, |cache| self.table.open_keyed(cache, fields.task_id, id.into_u64()));
     }
 
-    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         if !is_waker(event.metadata()) {
-            return;
+            return resource_events::layer::on_event(event, &ctx);
         }
         let mut fields = Fields::default();
         event.record(&mut fields);
@@ -75,7 +76,8 @@ impl<S: Subscriber> Layer<S> for DeepLayer {
         events::exit(id.into_u64());
     }
 
-    fn on_close(&self, id: Id, _: Context<'_, S>) {
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        resource_events::layer::on_close(&id, &ctx);
         with_cache(self.table, |cache| self.table.close_keyed(cache, id.into_u64()));
     }
 }

@@ -165,7 +165,8 @@ pub(crate) fn resources_of(tasks: &[crate::snapshot::Task]) -> resources::Resour
     for r in &mut view.list {
         r.waiters.retain(|t| idle.contains(t));
     }
-    view.list.retain(|r| !r.held_by.is_empty() || r.more_holders > 0 || !r.waiters.is_empty());
+    view.list
+        .retain(|r| !r.held_by.is_empty() || r.held_outside || r.more_holders > 0 || !r.waiters.is_empty());
     view
 }
 

@@ -8,6 +8,7 @@ use tracing_core::subscriber::Interest;
 use tracing_core::{Event, LevelFilter, Metadata, Subscriber};
 
 use super::events::{self, is_spawn, is_waker, with_cache, Fields};
+use super::resource_events;
 use super::table::DeepTable;
 
 pub(crate) struct DeepSubscriber {
@@ -31,12 +32,12 @@ impl Subscriber for DeepSubscriber {
         if is_spawn(meta) || is_waker(meta) {
             Interest::always()
         } else {
-            Interest::never()
+            resource_events::interest(meta).unwrap_or_else(Interest::never)
         }
     }
 
     fn enabled(&self, meta: &Metadata<'_>) -> bool {
-        is_spawn(meta) || is_waker(meta)
+        is_spawn(meta) || is_waker(meta) || resource_events::enabled(meta)
     }
 
     fn max_level_hint(&self) -> Option<LevelFilter> {
@@ -44,6 +45,9 @@ impl Subscriber for DeepSubscriber {
     }
 
     fn new_span(&self, attrs: &Attributes<'_>) -> Id {
+        if !is_spawn(attrs.metadata()) {
+            return resource_events::new_span(attrs);
+        }
         let mut fields = Fields::default();
         attrs.record(&mut fields);
         events::note_spawn();
@@ -59,6 +63,9 @@ impl Subscriber for DeepSubscriber {
     fn record_follows_from(&self, _: &Id, _: &Id) {}
 
     fn event(&self, event: &Event<'_>) {
+        if resource_events::is_event(event.metadata()) {
+            return resource_events::event(event);
+        }
         let mut fields = Fields::default();
         event.record(&mut fields);
         let span = fields.task_id;
@@ -69,14 +76,25 @@ impl Subscriber for DeepSubscriber {
 
     fn enter(&self, span: &Id) {
         let id = span.into_u64();
+        if resource_events::is_id(id) {
+            return resource_events::enter(id);
+        }
         events::enter(self.table.get(id), id);
     }
 
     fn exit(&self, span: &Id) {
-        events::exit(span.into_u64());
+        let id = span.into_u64();
+        if resource_events::is_id(id) {
+            return resource_events::exit(id);
+        }
+        events::exit(id);
     }
 
     fn clone_span(&self, span: &Id) -> Id {
+        if resource_events::is_id(span.into_u64()) {
+            resource_events::clone_span(span.into_u64());
+            return span.clone();
+        }
         if let Some(slot) = self.table.get(span.into_u64()) {
             slot.refs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
@@ -84,6 +102,9 @@ impl Subscriber for DeepSubscriber {
     }
 
     fn try_close(&self, span: Id) -> bool {
+        if resource_events::is_id(span.into_u64()) {
+            return resource_events::try_close(span.into_u64());
+        }
         with_cache(self.table, |cache| self.table.release(cache, span.into_u64()))
     }
 }

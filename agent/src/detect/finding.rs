@@ -9,6 +9,7 @@ pub(crate) enum Kind {
     LeakingSpawnSite,
     BlockedWorker,
     LostWaker,
+    Deadlock,
     // Part of the JSON contract; no detector reports these yet.
     #[allow(dead_code)]
     BusySelfWake,
@@ -23,6 +24,7 @@ impl Kind {
             Kind::LeakingSpawnSite => "leaking_spawn_site",
             Kind::BlockedWorker => "blocked_worker",
             Kind::LostWaker => "lost_waker",
+            Kind::Deadlock => "deadlock",
             Kind::BusySelfWake => "busy_self_wake",
             Kind::HeapGrowth => "heap_growth",
         }

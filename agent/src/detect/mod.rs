@@ -8,6 +8,7 @@
 //! per task, so that a thousand leaked tasks read as one line.
 
 mod blocked;
+mod deadlock;
 mod finding;
 mod leak;
 mod lost_waker;
@@ -47,6 +48,7 @@ pub(crate) const MAX_TASK_IDS: usize = 100;
 /// held the longest.
 pub(crate) fn run(snapshot: &Snapshot, settings: &Settings) -> Vec<Finding> {
     let mut findings = lost_waker::detect(snapshot);
+    findings.extend(deadlock::detect(snapshot));
     findings.extend(stuck::detect(snapshot, settings));
     findings.extend(blocked::detect(snapshot, settings));
     findings.extend(leak::detect(snapshot));

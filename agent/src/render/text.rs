@@ -176,7 +176,11 @@ fn resource_lines(
 ) {
     if t.state == State::Idle {
         if let Some(r) = waits.get(&t.id) {
-            let held = r.holders_text().map(|h| format!(", held by {h}")).unwrap_or_default();
+            let held = match r.holders_text() {
+                Some(holders) => format!(", held by {holders}"),
+                None if !r.kind.holders_known() => " (its holders are not tracked)".to_string(),
+                None => String::new(),
+            };
             let _ = writeln!(out, "\twaiting on {}{held}", r.describe());
         }
     }

@@ -1,0 +1,430 @@
+//! What deep mode reads of tokio's resource instrumentation, for the lean
+//! subscriber and for the layer; the table it fills is
+//! [`super::resources`].
+//!
+//! How tokio 1.54 emits it (`sync/mutex.rs`, `sync/rwlock.rs`,
+//! `sync/semaphore.rs`, `sync/barrier.rs`, `util/trace.rs`):
+//!
+//! - `Mutex::new` (and the others' `new`, but not `const_new`) makes a root
+//!   `runtime.resource` span with `concrete_type`, `kind` and `loc.*`, and
+//!   emits its initial state inside it;
+//! - `lock()` (`read()`, `write()`, `acquire()`, `wait()`) makes, inside the
+//!   resource span, a `runtime.resource.async_op` span and its
+//!   `runtime.resource.async_op.poll` child; each poll enters the three and
+//!   emits a `runtime::resource::poll_op` event with `is_ready`; dropping
+//!   the future closes the async op span;
+//! - `locked = true` is emitted in the resource span once the guard is
+//!   made, in the task that locked; `locked = false` when the guard drops.
+//!   `RwLock` emits `write_locked` and `current_readers` (`.op = add/sub`).
+//!
+//! The events carry no resource id: their resource is the span entered
+//! around them. The lean subscriber keeps a small per-thread stack of the
+//! resource spans entered (its ids name the resource, see [`span_id`]); the
+//! layer asks the `Registry` for the event's span and its parents.
+//!
+//! Cost: the resource spans of the four kinds are always enabled (one table
+//! slot each, taken under a short lock); async ops and the events are
+//! enabled only while a tracked resource span is entered on the thread
+//! (`Interest::sometimes`, one thread-local read), so the same callsites in
+//! `Interval::tick` or `oneshot::Sender::closed` cost a call and a read. The
+//! inner semaphore of every `Mutex`, channel and `Semaphore` (module
+//! `batch_semaphore`) is never enabled: it fires on every bounded-channel
+//! send.
+
+use std::cell::Cell;
+
+use tracing_core::field::{Field, Visit};
+use tracing_core::span::{Attributes, Id};
+use tracing_core::subscriber::Interest;
+use tracing_core::{Event, Metadata};
+
+use super::resources::{self, current_task, Kind, NewResource, ResourceTable};
+
+/// What a callsite is to resource tracking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Class {
+    /// A `runtime.resource` span of a tracked kind.
+    Resource,
+    /// A `runtime.resource.async_op` span (of `util::trace::async_op`).
+    AsyncOp,
+    /// Its `runtime.resource.async_op.poll` child.
+    OpPoll,
+    /// `runtime::resource::state_update` of a `Mutex` or `RwLock`.
+    StateUpdate,
+    /// `runtime::resource::poll_op` of an async op.
+    PollOp,
+    None,
+}
+
+const TRACKED: [&str; 4] =
+    ["tokio::sync::mutex", "tokio::sync::rwlock", "tokio::sync::semaphore", "tokio::sync::barrier"];
+const ASYNC_OPS: &str = "tokio::util::trace";
+
+/// Classifies a callsite (string compares: call it at registration, or on
+/// the resource paths only).
+pub(crate) fn classify(meta: &Metadata<'_>) -> Class {
+    let target = meta.target();
+    if meta.is_span() {
+        match meta.name() {
+            "runtime.resource"
+                if TRACKED.contains(&target) && meta.fields().field("is_internal").is_none() =>
+            {
+                Class::Resource
+            }
+            "runtime.resource.async_op" if target == ASYNC_OPS => Class::AsyncOp,
+            "runtime.resource.async_op.poll" if target == ASYNC_OPS => Class::OpPoll,
+            _ => Class::None,
+        }
+    } else {
+        let module = meta.module_path().unwrap_or("");
+        match target {
+            "runtime::resource::state_update"
+                if module.starts_with("tokio::sync::mutex") || module.starts_with("tokio::sync::rwlock") =>
+            {
+                Class::StateUpdate
+            }
+            "runtime::resource::poll_op" if module == ASYNC_OPS => Class::PollOp,
+            _ => Class::None,
+        }
+    }
+}
+
+/// Whether resource tracking is on; it needs deep mode too.
+pub(crate) fn on() -> bool {
+    resources::enabled_by_env()
+}
+
+/// The lean subscriber's interest in a callsite, if it is a resource one.
+pub(crate) fn interest(meta: &Metadata<'_>) -> Option<Interest> {
+    if !on() {
+        return None;
+    }
+    match classify(meta) {
+        Class::None => None,
+        Class::Resource => Some(Interest::always()),
+        _ => Some(Interest::sometimes()),
+    }
+}
+
+/// The lean subscriber's `enabled` for a resource callsite: async ops and
+/// events only inside a tracked resource span.
+#[inline]
+pub(crate) fn enabled(meta: &Metadata<'_>) -> bool {
+    match ENTERED.try_with(|e| e.get().len).unwrap_or(0) {
+        0 => on() && classify(meta) == Class::Resource,
+        _ => on() && classify(meta) != Class::None,
+    }
+}
+
+/// The layer's per-layer filter: every resource callsite (the `Registry`
+/// keeps the span stack, so there is no cheap thread-local to consult).
+pub(crate) fn wanted_by_layer(meta: &Metadata<'_>) -> bool {
+    on() && classify(meta) != Class::None
+}
+
+// ---------------------------------------------------------------------------
+// The lean subscriber's span ids.
+//
+// A task span's id has a slot + 1 in its low 32 bits, never 0; a resource
+// span's id has 0 there: `role << 62 | key << 32`, the key being at most 30
+// bits. `DUMMY` names an untracked resource (a full table).
+
+const ROLE_RESOURCE: u64 = 0;
+const ROLE_ASYNC_OP: u64 = 1;
+const ROLE_OP_POLL: u64 = 2;
+const DUMMY: u64 = 0xffff << 32;
+
+/// The lean subscriber's id of a span of the resource of `key`.
+fn span_id(role: u64, key: u64) -> u64 {
+    (role << 62) | (key << 32)
+}
+
+/// True for an id the lean subscriber gave a resource-related span.
+#[inline(always)]
+pub(crate) fn is_id(id: u64) -> bool {
+    id & 0xffff_ffff == 0
+}
+
+fn key_of(id: u64) -> Option<u64> {
+    (id != DUMMY).then_some((id >> 32) & 0x3fff_ffff)
+}
+
+fn role_of(id: u64) -> u64 {
+    id >> 62
+}
+
+/// The resource spans entered on this thread, innermost last.
+#[derive(Clone, Copy)]
+struct Entered {
+    ids: [u64; 4],
+    /// May exceed the array; the excess is not kept.
+    len: u32,
+}
+
+thread_local! {
+    static ENTERED: Cell<Entered> = const { Cell::new(Entered { ids: [0; 4], len: 0 }) };
+}
+
+/// The key of the innermost resource span entered on this thread.
+fn current_key() -> Option<u64> {
+    let e = ENTERED.try_with(|e| e.get()).ok()?;
+    let top = *e.ids.get((e.len as usize).checked_sub(1)?)?;
+    key_of(top)
+}
+
+/// Reads a resource span's fields.
+#[derive(Default)]
+struct NewVisitor<'a> {
+    kind: Option<Kind>,
+    file: Option<String>,
+    line: u32,
+    col: u32,
+    _p: std::marker::PhantomData<&'a ()>,
+}
+
+impl Visit for NewVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            "concrete_type" => self.kind = Kind::from_concrete(value),
+            "loc.file" => self.file = Some(value.to_string()),
+            _ => {}
+        }
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        match field.name() {
+            "loc.line" => self.line = value as u32,
+            "loc.col" => self.col = value as u32,
+            _ => {}
+        }
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.record_u64(field, value as u64);
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if matches!(field.name(), "concrete_type" | "loc.file") {
+            let text = format!("{value:?}");
+            self.record_str(field, text.trim_matches('"'));
+        }
+    }
+}
+
+/// Opens the resource of a `runtime.resource` span.
+fn open(table: &ResourceTable, attrs: &Attributes<'_>) -> Option<u64> {
+    let mut v = NewVisitor::default();
+    attrs.record(&mut v);
+    table.open(&NewResource { kind: v.kind, file: v.file.as_deref(), line: v.line, col: v.col })
+}
+
+/// The lean subscriber's `new_span` for a resource callsite.
+pub(crate) fn new_span(attrs: &Attributes<'_>) -> Id {
+    let Some(table) = resources::table() else { return Id::from_u64(DUMMY) };
+    let id = match classify(attrs.metadata()) {
+        Class::Resource => open(table, attrs).map(|key| span_id(ROLE_RESOURCE, key)),
+        class @ (Class::AsyncOp | Class::OpPoll) => {
+            current_key().filter(|&k| table.get(k).is_some()).map(|key| {
+                table.retain(key);
+                let role = if class == Class::AsyncOp { ROLE_ASYNC_OP } else { ROLE_OP_POLL };
+                span_id(role, key)
+            })
+        }
+        _ => None,
+    };
+    Id::from_u64(id.unwrap_or(DUMMY))
+}
+
+/// A resource-related span is entered on this thread.
+#[inline]
+pub(crate) fn enter(id: u64) {
+    let _ = ENTERED.try_with(|e| {
+        let mut v = e.get();
+        if let Some(slot) = v.ids.get_mut(v.len as usize) {
+            *slot = id;
+        }
+        v.len += 1;
+        e.set(v);
+    });
+}
+
+/// ... and exited (spans are exited innermost first).
+#[inline]
+pub(crate) fn exit(_id: u64) {
+    let _ = ENTERED.try_with(|e| {
+        let mut v = e.get();
+        v.len = v.len.saturating_sub(1);
+        e.set(v);
+    });
+}
+
+/// The lean subscriber's `clone_span` of a resource-related span.
+pub(crate) fn clone_span(id: u64) {
+    if let (Some(key), Some(table)) = (key_of(id), resources::existing()) {
+        table.retain(key);
+    }
+}
+
+/// The lean subscriber's `try_close` of a resource-related span: an async
+/// op's span closes when its future is dropped, ending any wait of the task
+/// dropping it.
+pub(crate) fn try_close(id: u64) -> bool {
+    let (Some(key), Some(table)) = (key_of(id), resources::existing()) else { return false };
+    if role_of(id) == ROLE_ASYNC_OP {
+        if let Some(task) = current_task() {
+            table.op_dropped(key, task);
+        }
+    }
+    table.release(key)
+}
+
+/// True if the lean subscriber should hand `event` to [`event`]: only
+/// resource events and waker events are enabled, and only resource events
+/// have a target starting with `runtime::`.
+#[inline(always)]
+pub(crate) fn is_event(meta: &Metadata<'_>) -> bool {
+    meta.target().as_bytes().first() == Some(&b'r')
+}
+
+/// Reads a resource event's fields.
+#[derive(Default)]
+struct EventVisitor {
+    locked: Option<bool>,
+    is_ready: Option<bool>,
+    readers: bool,
+    op: Option<bool>,
+}
+
+impl Visit for EventVisitor {
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        match field.name() {
+            "locked" | "write_locked" => self.locked = Some(value),
+            "is_ready" => self.is_ready = Some(value),
+            _ => {}
+        }
+    }
+    fn record_u64(&mut self, field: &Field, _: u64) {
+        if field.name() == "current_readers" {
+            self.readers = true;
+        }
+    }
+    fn record_i64(&mut self, field: &Field, _: i64) {
+        if field.name() == "current_readers" {
+            self.readers = true;
+        }
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "current_readers.op" {
+            self.op = match value {
+                "add" => Some(true),
+                "sub" => Some(false),
+                _ => None,
+            };
+        }
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "current_readers.op" {
+            let text = format!("{value:?}");
+            self.record_str(field, text.trim_matches('"'));
+        }
+    }
+}
+
+/// A resource event on the resource of `key`.
+fn apply(table: &ResourceTable, key: u64, event: &Event<'_>) {
+    let mut v = EventVisitor::default();
+    event.record(&mut v);
+    if let Some(ready) = v.is_ready {
+        if let Some(task) = current_task() {
+            table.polled(key, task, ready);
+        }
+    } else if let Some(locked) = v.locked {
+        table.set_locked(key, current_task(), locked);
+    } else if let (true, Some(add)) = (v.readers, v.op) {
+        table.reader(key, current_task(), add);
+    }
+}
+
+/// The lean subscriber's `event` for a resource event.
+pub(crate) fn event(event: &Event<'_>) {
+    if let (Some(key), Some(table)) = (current_key(), resources::existing()) {
+        apply(table, key, event);
+    }
+}
+
+/// The layer's part: the `Registry` names the spans, so a resource span
+/// keeps its key in its extensions.
+pub(crate) mod layer {
+    use super::*;
+    use tracing_subscriber::layer::Context;
+    use tracing_subscriber::registry::LookupSpan;
+
+    /// The key of a resource span, in its extensions.
+    struct ResourceKey(u64);
+
+    pub(crate) fn on_new_span<S>(attrs: &Attributes<'_>, id: &Id, ctx: &Context<'_, S>)
+    where
+        S: tracing_core::Subscriber + for<'a> LookupSpan<'a>,
+    {
+        if classify(attrs.metadata()) != Class::Resource {
+            return;
+        }
+        let Some(table) = resources::table() else { return };
+        if let (Some(key), Some(span)) = (open(table, attrs), ctx.span(id)) {
+            span.extensions_mut().insert(ResourceKey(key));
+        }
+    }
+
+    fn key_in_scope<S>(span: tracing_subscriber::registry::SpanRef<'_, S>) -> Option<u64>
+    where
+        S: tracing_core::Subscriber + for<'a> LookupSpan<'a>,
+    {
+        span.scope().find_map(|s| s.extensions().get::<ResourceKey>().map(|k| k.0))
+    }
+
+    pub(crate) fn on_event<S>(event: &Event<'_>, ctx: &Context<'_, S>)
+    where
+        S: tracing_core::Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let Some(table) = resources::existing() else { return };
+        if !matches!(classify(event.metadata()), Class::StateUpdate | Class::PollOp) {
+            return;
+        }
+        if let Some(key) = ctx.event_span(event).and_then(key_in_scope) {
+            apply(table, key, event);
+        }
+    }
+
+    pub(crate) fn on_close<S>(id: &Id, ctx: &Context<'_, S>)
+    where
+        S: tracing_core::Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let Some(table) = resources::existing() else { return };
+        let Some(span) = ctx.span(id) else { return };
+        if let Some(key) = span.extensions().get::<ResourceKey>().map(|k| k.0) {
+            table.close(key);
+            return;
+        }
+        if classify(span.metadata()) == Class::AsyncOp {
+            if let (Some(key), Some(task)) = (key_in_scope(span), current_task()) {
+                table.op_dropped(key, task);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_span_ids_never_look_like_task_span_ids() {
+        let key = resources::key(59_999, 0x3fff);
+        for role in [ROLE_RESOURCE, ROLE_ASYNC_OP, ROLE_OP_POLL] {
+            let id = span_id(role, key);
+            assert!(is_id(id));
+            assert_eq!((key_of(id), role_of(id)), (Some(key), role));
+        }
+        assert!(is_id(DUMMY) && key_of(DUMMY).is_none());
+        // Task spans: `generation << 32 | slot + 1`, and the untracked one.
+        assert!(!is_id((7 << 32) | 1));
+        assert!(!is_id(u64::MAX));
+    }
+}

@@ -1,0 +1,818 @@
+//! Deep mode: tokio's resources (`Mutex`, `RwLock`, `Semaphore`, `Barrier`)
+//! as its `tracing` instrumentation describes them: each resource's type and
+//! creation site, the task holding it, and the tasks waiting on it.
+//!
+//! tokio (with `--cfg tokio_unstable` and its `tracing` feature) gives every
+//! resource made with `new` a `runtime.resource` span (fields
+//! `concrete_type`, `loc.file`, `loc.line`, `loc.col`), entered around each
+//! operation on it; wraps each `lock()`, `read()`, `write()`, `acquire()` and
+//! `wait()` in a `runtime.resource.async_op` span whose poll emits a
+//! `runtime::resource::poll_op` event (`is_ready`); and reports state changes
+//! as `runtime::resource::state_update` events (`locked`, `write_locked`,
+//! `current_readers`). [`super::resource_events`] reads those into this
+//! table:
+//!
+//! - the holder of a `Mutex` (or the writer of a `RwLock`) is the task being
+//!   polled when `locked = true` is emitted, until `locked = false`;
+//! - a task waits on a resource from a `poll_op` that was not ready until one
+//!   that is, or until its async op is dropped (a cancelled `lock()`).
+//!
+//! Everything is bounded: a fixed table of resources (overflow counted), a
+//! fixed open-addressing table of waiting tasks (overflow counted), at most
+//! [`READERS`] reader tasks per `RwLock` (the rest counted). Creating and
+//! dropping a resource takes a short lock (the free list, the file names);
+//! holding, waiting and releasing are atomic stores. Tasks that use no
+//! resource pay nothing: none of this is reached from a poll that does not
+//! touch one.
+//!
+//! `TASKSCOPE_RESOURCES=off` turns it off: the resource callsites are then
+//! never enabled, so tokio's instrumentation of them costs what it costs
+//! without a subscriber.
+// Lean builds (no `deep` feature) keep the types but never fill them.
+#![cfg_attr(not(feature = "deep"), allow(dead_code))]
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::*};
+use std::sync::{Mutex, OnceLock};
+
+use serde::Serialize;
+
+use crate::tasks::zeroed;
+
+/// `TASKSCOPE_RESOURCES`: `off` turns resource tracking off.
+pub(crate) const ENV: &str = "TASKSCOPE_RESOURCES";
+/// `TASKSCOPE_MAX_RESOURCES`: live resources tracked at once.
+pub(crate) const ENV_MAX: &str = "TASKSCOPE_MAX_RESOURCES";
+/// Default of [`ENV_MAX`].
+pub(crate) const DEFAULT_CAPACITY: u32 = 4096;
+/// The most resources a table can hold (16 bits of slot in a key).
+pub(crate) const MAX_CAPACITY: u32 = 60_000;
+/// Waiting tasks tracked at once.
+pub(crate) const WAITS: usize = 32_768;
+/// Reader tasks of a `RwLock` kept by id; more are counted.
+pub(crate) const READERS: usize = 4;
+/// Distinct creation files kept; more show as `<other>`.
+const FILES: usize = 1024;
+/// Resources listed in a snapshot (held or waited on); more are counted.
+pub(crate) const LISTED: usize = 1000;
+
+/// A holder that is no task (`try_lock` from a thread outside the runtime).
+pub(crate) const OUTSIDE: u64 = u64::MAX;
+
+/// True unless `TASKSCOPE_RESOURCES` is `off` (or `0`, `false`, `no`).
+pub(crate) fn enabled_by_env() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| match std::env::var(ENV).as_deref().map(str::trim) {
+        Err(_) | Ok("" | "on" | "1" | "true" | "yes") => true,
+        Ok("off" | "0" | "false" | "no") => false,
+        Ok(other) => {
+            crate::watch::warn(format_args!(
+                "{ENV}={other} is not one of on, off; resource tracking stays on"
+            ));
+            true
+        }
+    })
+}
+
+fn capacity_from_env() -> u32 {
+    match std::env::var(ENV_MAX).ok().map(|v| v.trim().parse::<u32>()) {
+        None => DEFAULT_CAPACITY,
+        Some(Ok(n)) if (1..=MAX_CAPACITY).contains(&n) => n,
+        Some(_) => {
+            crate::watch::warn(format_args!(
+                "{ENV_MAX} must be a whole number from 1 to {MAX_CAPACITY}; using {DEFAULT_CAPACITY}"
+            ));
+            DEFAULT_CAPACITY
+        }
+    }
+}
+
+/// What kind of resource, from the span's `concrete_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub(crate) enum Kind {
+    Mutex = 1,
+    RwLock = 2,
+    Semaphore = 3,
+    Barrier = 4,
+}
+
+impl Kind {
+    pub(crate) fn from_concrete(name: &str) -> Option<Kind> {
+        Some(match name {
+            "Mutex" => Kind::Mutex,
+            "RwLock" => Kind::RwLock,
+            "Semaphore" => Kind::Semaphore,
+            "Barrier" => Kind::Barrier,
+            _ => return None,
+        })
+    }
+
+    fn from_u8(n: u8) -> Option<Kind> {
+        Some(match n {
+            1 => Kind::Mutex,
+            2 => Kind::RwLock,
+            3 => Kind::Semaphore,
+            4 => Kind::Barrier,
+            _ => return None,
+        })
+    }
+
+    /// `Mutex`
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Kind::Mutex => "Mutex",
+            Kind::RwLock => "RwLock",
+            Kind::Semaphore => "Semaphore",
+            Kind::Barrier => "Barrier",
+        }
+    }
+
+    /// `tokio::sync::Mutex`
+    pub(crate) fn type_name(self) -> &'static str {
+        match self {
+            Kind::Mutex => "tokio::sync::Mutex",
+            Kind::RwLock => "tokio::sync::RwLock",
+            Kind::Semaphore => "tokio::sync::Semaphore",
+            Kind::Barrier => "tokio::sync::Barrier",
+        }
+    }
+
+    /// Whether tokio's events tell who holds it: a `Mutex`'s `locked`, a
+    /// `RwLock`'s `write_locked` and `current_readers`. A `Semaphore`'s
+    /// permits are returned through its inner semaphore, whose events
+    /// taskscope does not read (they fire on every bounded-channel send too).
+    pub(crate) fn holders_known(self) -> bool {
+        matches!(self, Kind::Mutex | Kind::RwLock)
+    }
+}
+
+/// One live resource.
+#[derive(Debug, Default)]
+pub(crate) struct Slot {
+    /// Its key (see [`key`]); 0 while free.
+    key: AtomicU64,
+    /// Bumped on every reuse; part of the key.
+    generation: AtomicU64,
+    /// References to its span and the spans of its async ops (the lean
+    /// subscriber's clone/close counting).
+    pub(crate) refs: AtomicU64,
+    /// `kind | file << 8 | line << 32`.
+    desc: AtomicU64,
+    col: AtomicU64,
+    /// The task holding a `Mutex` or writing a `RwLock`; 0 if none,
+    /// [`OUTSIDE`] if no task.
+    holder: AtomicU64,
+    /// Reader tasks of a `RwLock`; 0 for an empty entry.
+    readers: [AtomicU64; READERS],
+    /// Readers beyond [`READERS`].
+    readers_more: AtomicU64,
+}
+
+/// A key: `generation << 16 | slot + 1`, at most 30 bits, never 0.
+pub(crate) fn key(slot: u32, generation: u64) -> u64 {
+    ((generation & 0x3fff) << 16) | (slot as u64 + 1)
+}
+
+/// The slot index of a key.
+pub(crate) fn slot_of(key: u64) -> Option<u32> {
+    ((key & 0xffff) as u32).checked_sub(1)
+}
+
+/// Where a resource was made, before it is interned.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct NewResource<'a> {
+    pub(crate) kind: Option<Kind>,
+    pub(crate) file: Option<&'a str>,
+    pub(crate) line: u32,
+    pub(crate) col: u32,
+}
+
+/// Open addressing over (task id, resource key) pairs: which resource each
+/// waiting task waits on. Only the thread polling (or dropping) a task
+/// writes its entry, so an entry's two words need no lock: the task word is
+/// claimed by compare-and-swap, the key word is then stored.
+#[derive(Debug)]
+struct Waits {
+    tasks: Box<[AtomicU64]>,
+    keys: Box<[AtomicU64]>,
+    mask: usize,
+}
+
+const EMPTY: u64 = 0;
+const TOMBSTONE: u64 = u64::MAX;
+const PROBES: usize = 64;
+
+fn mix(id: u64) -> usize {
+    let x = id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (x ^ (x >> 29)) as usize
+}
+
+impl Waits {
+    fn new(len: usize) -> Self {
+        let len = len.next_power_of_two();
+        Waits { tasks: zeroed(len), keys: zeroed(len), mask: len - 1 }
+    }
+
+    fn find(&self, task: u64) -> Option<usize> {
+        let mut i = mix(task) & self.mask;
+        for _ in 0..PROBES {
+            match self.tasks[i].load(Acquire) {
+                EMPTY => return None,
+                t if t == task => return Some(i),
+                _ => {}
+            }
+            i = (i + 1) & self.mask;
+        }
+        None
+    }
+
+    /// `task` waits on `key`; false if the table had no room.
+    fn set(&self, task: u64, key: u64) -> bool {
+        if let Some(i) = self.find(task) {
+            self.keys[i].store(key, Release);
+            return true;
+        }
+        let mut i = mix(task) & self.mask;
+        for _ in 0..PROBES {
+            let e = &self.tasks[i];
+            let current = e.load(Relaxed);
+            if (current == EMPTY || current == TOMBSTONE)
+                && e.compare_exchange(current, task, AcqRel, Relaxed).is_ok()
+            {
+                self.keys[i].store(key, Release);
+                return true;
+            }
+            i = (i + 1) & self.mask;
+        }
+        false
+    }
+
+    /// `task` no longer waits on `key` (on anything, if `key` is `None`).
+    fn clear(&self, task: u64, key: Option<u64>) {
+        if let Some(i) = self.find(task) {
+            if key.is_none_or(|k| self.keys[i].load(Relaxed) == k) {
+                self.keys[i].store(0, Relaxed);
+                self.tasks[i].store(TOMBSTONE, Release);
+            }
+        }
+    }
+
+    fn get(&self, task: u64) -> Option<u64> {
+        self.find(task).map(|i| self.keys[i].load(Acquire)).filter(|&k| k != 0)
+    }
+
+    fn read(&self) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        for (t, k) in self.tasks.iter().zip(self.keys.iter()) {
+            let task = t.load(Acquire);
+            if task == EMPTY || task == TOMBSTONE {
+                continue;
+            }
+            let key = k.load(Acquire);
+            if key != 0 {
+                out.push((task, key));
+            }
+        }
+        out
+    }
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    free: Vec<u32>,
+    /// Slots `fresh..` have never been used.
+    fresh: u32,
+    files: Vec<Box<str>>,
+    file_index: HashMap<Box<str>, u32>,
+}
+
+/// The resources of the process.
+#[derive(Debug)]
+pub(crate) struct ResourceTable {
+    slots: Box<[Slot]>,
+    shared: Mutex<Shared>,
+    waits: Waits,
+    /// Resources not tracked because the table was full.
+    pub(crate) dropped: AtomicU64,
+    /// Waits not recorded because the wait table was full.
+    pub(crate) waits_dropped: AtomicU64,
+    /// Resources tracked since the start.
+    pub(crate) created: AtomicU64,
+}
+
+impl ResourceTable {
+    pub(crate) fn new(capacity: u32, waits: usize) -> Self {
+        let capacity = capacity.clamp(1, MAX_CAPACITY);
+        ResourceTable {
+            slots: zeroed(capacity as usize),
+            shared: Mutex::new(Shared::default()),
+            waits: Waits::new(waits),
+            dropped: AtomicU64::new(0),
+            waits_dropped: AtomicU64::new(0),
+            created: AtomicU64::new(0),
+        }
+    }
+
+    fn shared(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Tracks a new resource with one reference; its key, or `None` when
+    /// the table is full (counted) or the resource is of no known kind.
+    pub(crate) fn open(&self, new: &NewResource<'_>) -> Option<u64> {
+        let kind = new.kind?;
+        let (index, file) = {
+            let mut shared = self.shared();
+            let index = match shared.free.pop() {
+                Some(i) => i,
+                None if (shared.fresh as usize) < self.slots.len() => {
+                    shared.fresh += 1;
+                    shared.fresh - 1
+                }
+                None => {
+                    drop(shared);
+                    self.dropped.fetch_add(1, Relaxed);
+                    return None;
+                }
+            };
+            let file = match new.file {
+                Some(f) => match shared.file_index.get(f) {
+                    Some(&i) => i + 1,
+                    None if shared.files.len() < FILES => {
+                        shared.files.push(f.into());
+                        let i = shared.files.len() as u32 - 1;
+                        shared.file_index.insert(f.into(), i);
+                        i + 1
+                    }
+                    None => 0,
+                },
+                None => 0,
+            };
+            (index, file)
+        };
+        let slot = &self.slots[index as usize];
+        let generation = slot.generation.load(Relaxed).wrapping_add(1);
+        slot.generation.store(generation, Relaxed);
+        slot.desc.store(kind as u64 | (file as u64) << 8 | (new.line as u64) << 32, Relaxed);
+        slot.col.store(new.col as u64, Relaxed);
+        slot.holder.store(0, Relaxed);
+        for r in &slot.readers {
+            r.store(0, Relaxed);
+        }
+        slot.readers_more.store(0, Relaxed);
+        slot.refs.store(1, Relaxed);
+        let key = key(index, generation);
+        slot.key.store(key, Release);
+        self.created.fetch_add(1, Relaxed);
+        Some(key)
+    }
+
+    /// The live slot of `key`.
+    #[inline]
+    pub(crate) fn get(&self, key: u64) -> Option<&Slot> {
+        let slot = self.slots.get(slot_of(key)? as usize)?;
+        (slot.key.load(Acquire) == key).then_some(slot)
+    }
+
+    /// Stops tracking the resource of `key`.
+    pub(crate) fn close(&self, key: u64) {
+        let Some(index) = slot_of(key) else { return };
+        let Some(slot) = self.get(key) else { return };
+        if slot.key.compare_exchange(key, 0, AcqRel, Relaxed).is_ok() {
+            self.shared().free.push(index);
+        }
+    }
+
+    /// One more reference to the resource of `key` (a clone of its span, or
+    /// the span of one of its async ops).
+    #[inline]
+    pub(crate) fn retain(&self, key: u64) {
+        if let Some(slot) = self.get(key) {
+            slot.refs.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Drops a reference; closes the resource on the last one. True if it
+    /// was the last.
+    #[inline]
+    pub(crate) fn release(&self, key: u64) -> bool {
+        let Some(slot) = self.get(key) else { return false };
+        if slot.refs.fetch_sub(1, AcqRel) != 1 {
+            return false;
+        }
+        self.close(key);
+        true
+    }
+
+    /// `locked = true` (Mutex) or `write_locked = true` (RwLock): `task`
+    /// holds it; `locked = false`: no one does.
+    pub(crate) fn set_locked(&self, key: u64, task: Option<u64>, locked: bool) {
+        if let Some(slot) = self.get(key) {
+            let holder = if locked { task.unwrap_or(OUTSIDE) } else { 0 };
+            slot.holder.store(holder, Release);
+        }
+    }
+
+    /// A `RwLock` read guard was taken (`add`) or dropped in `task`.
+    pub(crate) fn reader(&self, key: u64, task: Option<u64>, add: bool) {
+        let Some(slot) = self.get(key) else { return };
+        let task = task.unwrap_or(OUTSIDE);
+        if add {
+            for r in &slot.readers {
+                if r.compare_exchange(0, task, AcqRel, Relaxed).is_ok() {
+                    return;
+                }
+            }
+            slot.readers_more.fetch_add(1, Relaxed);
+            return;
+        }
+        // The guard is usually dropped by the task that took it; if not,
+        // some reader left, and the counted ones go first.
+        for r in &slot.readers {
+            if r.compare_exchange(task, 0, AcqRel, Relaxed).is_ok() {
+                return;
+            }
+        }
+        if slot.readers_more.fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1)).is_ok() {
+            return;
+        }
+        for r in &slot.readers {
+            let current = r.load(Relaxed);
+            if current != 0 && r.compare_exchange(current, 0, AcqRel, Relaxed).is_ok() {
+                return;
+            }
+        }
+    }
+
+    /// A `poll_op` of `task` on the resource of `key`: not ready means the
+    /// task waits on it; ready means it no longer does.
+    pub(crate) fn polled(&self, key: u64, task: u64, ready: bool) {
+        if ready {
+            self.waits.clear(task, Some(key));
+        } else if self.waits.get(task) != Some(key) && !self.waits.set(task, key) {
+            self.waits_dropped.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// An async op on the resource of `key` was dropped in `task`
+    /// (completed or cancelled): the task no longer waits on it.
+    pub(crate) fn op_dropped(&self, key: u64, task: u64) {
+        self.waits.clear(task, Some(key));
+    }
+
+    /// What `task` waits on, if anything (the key may be of a resource
+    /// since dropped).
+    #[cfg(test)]
+    pub(crate) fn wait_of(&self, task: u64) -> Option<u64> {
+        self.waits.get(task)
+    }
+
+    fn file(&self, index: u32) -> String {
+        match index.checked_sub(1) {
+            Some(i) => {
+                self.shared().files.get(i as usize).map_or_else(|| "<other>".into(), |f| f.to_string())
+            }
+            None => "<unknown>".into(),
+        }
+    }
+
+    /// A copy for a snapshot: the resources that are held or waited on (at
+    /// most [`LISTED`]), and what each waiting task waits on.
+    pub(crate) fn read(&self) -> Resources {
+        let waits = self.waits.read();
+        let mut waiters: HashMap<u64, Vec<u64>> = HashMap::new();
+        for &(task, key) in &waits {
+            waiters.entry(key).or_default().push(task);
+        }
+        let high = self.shared().fresh as usize;
+        let mut live = 0u64;
+        let mut list = Vec::new();
+        let mut unlisted = 0u64;
+        for slot in &self.slots[..high.min(self.slots.len())] {
+            let key = slot.key.load(Acquire);
+            if key == 0 {
+                continue;
+            }
+            live += 1;
+            let desc = slot.desc.load(Relaxed);
+            let Some(kind) = Kind::from_u8(desc as u8) else { continue };
+            let mut held_by = Vec::new();
+            let holder = slot.holder.load(Acquire);
+            if holder != 0 {
+                held_by.push(holder);
+            }
+            held_by.extend(slot.readers.iter().map(|r| r.load(Acquire)).filter(|&r| r != 0));
+            let held_outside = held_by.contains(&OUTSIDE);
+            held_by.retain(|&t| t != OUTSIDE);
+            let more_holders = slot.readers_more.load(Relaxed);
+            let mut waiting = waiters.remove(&key).unwrap_or_default();
+            if held_by.is_empty() && !held_outside && waiting.is_empty() && more_holders == 0 {
+                continue;
+            }
+            if slot.key.load(Acquire) != key {
+                continue;
+            }
+            if list.len() >= LISTED {
+                unlisted += 1;
+                continue;
+            }
+            waiting.sort_unstable();
+            let file = self.file(((desc >> 8) & 0xff_ffff) as u32);
+            list.push(Resource {
+                id: key,
+                kind,
+                created_at: format!("{file}:{}:{}", desc >> 32, slot.col.load(Relaxed)),
+                held_by,
+                held_outside,
+                more_holders,
+                waiters: waiting,
+            });
+        }
+        list.sort_by_key(|r| r.id);
+        let listed: std::collections::HashSet<u64> = list.iter().map(|r| r.id).collect();
+        let waits = waits.into_iter().filter(|(_, key)| listed.contains(key)).collect();
+        Resources {
+            tracked: true,
+            live,
+            unlisted,
+            dropped: self.dropped.load(Relaxed),
+            waits_dropped: self.waits_dropped.load(Relaxed),
+            list,
+            waits,
+        }
+    }
+}
+
+/// A resource in a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct Resource {
+    /// Stable while the resource lives.
+    pub(crate) id: u64,
+    /// `tokio::sync::Mutex`, ...
+    #[serde(rename = "type", serialize_with = "type_str")]
+    pub(crate) kind: Kind,
+    /// `file:line:col` of the `new` that made it.
+    pub(crate) created_at: String,
+    /// Tasks holding it: the `Mutex`'s holder, the `RwLock`'s writer or
+    /// readers. Always empty for kinds whose holders tokio does not report
+    /// ([`Kind::holders_known`]).
+    pub(crate) held_by: Vec<u64>,
+    /// Held by code outside any task (`try_lock` on a thread of its own).
+    pub(crate) held_outside: bool,
+    /// Readers beyond those listed.
+    pub(crate) more_holders: u64,
+    /// Tasks waiting on it, by id.
+    pub(crate) waiters: Vec<u64>,
+}
+
+fn type_str<S: serde::Serializer>(kind: &Kind, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(kind.type_name())
+}
+
+impl Resource {
+    /// `tokio::sync::Mutex created at src/main.rs:40:17`
+    pub(crate) fn describe(&self) -> String {
+        format!("{} created at {}", self.kind.type_name(), self.created_at)
+    }
+
+    /// `task 12`, `tasks 3, 4`, `a thread outside the runtime`, or `None`
+    /// when no holder is known.
+    pub(crate) fn holders_text(&self) -> Option<String> {
+        let mut names: Vec<String> = Vec::new();
+        let tasks: Vec<String> = self.held_by.iter().map(|t| t.to_string()).collect();
+        match tasks.len() {
+            0 => {}
+            1 => names.push(format!("task {}", tasks[0])),
+            _ => names.push(format!("tasks {}", tasks.join(", "))),
+        }
+        if self.held_outside {
+            names.push("code outside any task".into());
+        }
+        if self.more_holders > 0 {
+            names.push(format!("{} more readers", self.more_holders));
+        }
+        (!names.is_empty()).then(|| names.join(" and "))
+    }
+}
+
+/// The resources part of a snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub(crate) struct Resources {
+    /// Resource tracking is on (deep mode, and not `TASKSCOPE_RESOURCES=off`).
+    pub(crate) tracked: bool,
+    /// Live resources tracked.
+    pub(crate) live: u64,
+    /// Held or waited-on resources left out of `list` (it keeps [`LISTED`]).
+    pub(crate) unlisted: u64,
+    /// Resources not tracked because the table was full.
+    pub(crate) dropped: u64,
+    /// Waits not recorded because the wait table was full.
+    pub(crate) waits_dropped: u64,
+    /// The resources that are held or waited on, by id.
+    pub(crate) list: Vec<Resource>,
+    /// (task id, resource id): what each waiting task waits on.
+    #[serde(skip)]
+    pub(crate) waits: Vec<(u64, u64)>,
+}
+
+impl Resources {
+    pub(crate) fn get(&self, id: u64) -> Option<&Resource> {
+        self.list.binary_search_by_key(&id, |r| r.id).ok().map(|i| &self.list[i])
+    }
+
+    /// The resource `task` waits on.
+    #[cfg(test)]
+    pub(crate) fn waited_by(&self, task: u64) -> Option<&Resource> {
+        let key = self.waits.iter().find(|(t, _)| *t == task)?.1;
+        self.get(key)
+    }
+
+    /// An index from task id to the resource it waits on.
+    pub(crate) fn wait_index(&self) -> HashMap<u64, &Resource> {
+        self.waits.iter().filter_map(|&(t, k)| Some((t, self.get(k)?))).collect()
+    }
+
+    /// The resources `task` holds.
+    pub(crate) fn held_by(&self, task: u64) -> impl Iterator<Item = &Resource> {
+        self.list.iter().filter(move |r| r.held_by.contains(&task))
+    }
+}
+
+static TABLE: OnceLock<ResourceTable> = OnceLock::new();
+
+/// The process's resource table, made on first use; `None` when resource
+/// tracking is off.
+pub(crate) fn table() -> Option<&'static ResourceTable> {
+    if !enabled_by_env() {
+        return None;
+    }
+    Some(TABLE.get_or_init(|| ResourceTable::new(capacity_from_env(), WAITS)))
+}
+
+/// The table if any resource has reached it.
+pub(crate) fn existing() -> Option<&'static ResourceTable> {
+    TABLE.get()
+}
+
+/// tokio's id of the task being polled (or dropped) on this thread.
+#[inline]
+pub(crate) fn current_task() -> Option<u64> {
+    tokio::task::try_id().map(id_of)
+}
+
+/// tokio's `task::Id` has no public integer accessor; its `Hash` writes the
+/// id as one `u64`, which this hasher keeps.
+fn id_of(id: tokio::task::Id) -> u64 {
+    use std::hash::{Hash, Hasher};
+    #[derive(Default)]
+    struct Keep(u64);
+    impl Hasher for Keep {
+        fn finish(&self) -> u64 {
+            self.0
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            for &b in bytes {
+                self.0 = (self.0 << 8) | b as u64;
+            }
+        }
+        fn write_u64(&mut self, n: u64) {
+            self.0 = n;
+        }
+    }
+    let mut h = Keep::default();
+    id.hash(&mut h);
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mutex(t: &ResourceTable, line: u32) -> u64 {
+        t.open(&NewResource { kind: Some(Kind::Mutex), file: Some("src/main.rs"), line, col: 17 }).unwrap()
+    }
+
+    #[test]
+    fn a_mutex_shows_its_holder_and_waiters_with_its_creation_site() {
+        let t = ResourceTable::new(8, 64);
+        let m = mutex(&t, 40);
+        let idle = mutex(&t, 41);
+        t.set_locked(m, Some(12), true);
+        t.polled(m, 13, false);
+        t.polled(m, 14, false);
+        t.polled(m, 14, false);
+        let r = t.read();
+        assert_eq!(r.live, 2);
+        assert_eq!(r.list.len(), 1, "an idle resource is not listed: {r:?}");
+        let res = &r.list[0];
+        assert_eq!(res.id, m);
+        assert_eq!(res.describe(), "tokio::sync::Mutex created at src/main.rs:40:17");
+        assert_eq!(res.held_by, [12]);
+        assert_eq!(res.waiters, [13, 14]);
+        assert_eq!(res.holders_text().as_deref(), Some("task 12"));
+        assert_eq!(r.waited_by(13).map(|r| r.id), Some(m));
+        assert!(r.get(idle).is_none());
+        // 13 gets it: its wait ends, and it holds the lock.
+        t.polled(m, 13, true);
+        t.set_locked(m, Some(12), false);
+        t.set_locked(m, Some(13), true);
+        let r = t.read();
+        assert_eq!((r.list[0].held_by.as_slice(), r.list[0].waiters.as_slice()), (&[13][..], &[14][..]));
+        assert!(r.waited_by(13).is_none());
+    }
+
+    #[test]
+    fn a_cancelled_wait_ends_when_its_async_op_is_dropped() {
+        let t = ResourceTable::new(8, 64);
+        let a = mutex(&t, 1);
+        let b = mutex(&t, 2);
+        t.polled(a, 5, false);
+        // Dropping an op on another resource leaves the wait alone.
+        t.op_dropped(b, 5);
+        assert_eq!(t.wait_of(5), Some(a));
+        t.op_dropped(a, 5);
+        assert_eq!(t.wait_of(5), None);
+    }
+
+    #[test]
+    fn slots_are_reused_and_stale_keys_find_nothing() {
+        let t = ResourceTable::new(2, 64);
+        let a = mutex(&t, 1);
+        let b = mutex(&t, 2);
+        assert!(t.open(&NewResource { kind: Some(Kind::Mutex), ..Default::default() }).is_none());
+        assert_eq!(t.dropped.load(Relaxed), 1);
+        t.retain(a);
+        assert!(!t.release(a));
+        t.polled(a, 9, false);
+        assert!(t.release(a));
+        assert!(t.get(a).is_none());
+        let c = mutex(&t, 3);
+        assert_eq!(slot_of(a), slot_of(c));
+        assert_ne!(a, c);
+        assert!(t.get(a).is_none());
+        t.set_locked(a, Some(1), true);
+        assert_eq!(t.get(c).unwrap().holder.load(Relaxed), 0, "a stale key must not reach the new resource");
+        // Task 9's wait names the dropped resource: no longer listed.
+        assert!(t.read().waited_by(9).is_none());
+        assert!(t.get(b).is_some());
+    }
+
+    #[test]
+    fn rwlock_readers_are_kept_then_counted() {
+        let t = ResourceTable::new(4, 64);
+        let l = t
+            .open(&NewResource { kind: Some(Kind::RwLock), file: Some("src/db.rs"), line: 3, col: 9 })
+            .unwrap();
+        for task in 1..=6 {
+            t.reader(l, Some(task), true);
+        }
+        let r = t.read();
+        assert_eq!(r.list[0].held_by, [1, 2, 3, 4]);
+        assert_eq!(r.list[0].more_holders, 2);
+        assert_eq!(r.list[0].holders_text().as_deref(), Some("tasks 1, 2, 3, 4 and 2 more readers"));
+        t.reader(l, Some(2), false);
+        t.reader(l, Some(6), false);
+        t.reader(l, Some(5), false);
+        let r = t.read();
+        assert_eq!((r.list[0].held_by.as_slice(), r.list[0].more_holders), (&[1, 3, 4][..], 0));
+        // A guard dropped by another task: some reader left.
+        t.reader(l, Some(99), false);
+        assert_eq!(t.read().list[0].held_by.len(), 2);
+        t.set_locked(l, None, true);
+        assert_eq!(t.read().list[0].holders_text().as_deref(), Some("tasks 3, 4 and code outside any task"));
+    }
+
+    #[test]
+    fn the_wait_table_is_bounded_and_counts_overflow() {
+        let t = ResourceTable::new(4, 64);
+        let m = mutex(&t, 1);
+        for task in 1..=200 {
+            t.polled(m, task, false);
+        }
+        let r = t.read();
+        let recorded = r.list[0].waiters.len() as u64;
+        assert!(recorded <= 64 && recorded >= 32, "{recorded}");
+        assert_eq!(recorded + t.waits_dropped.load(Relaxed), 200);
+        for task in 1..=200 {
+            t.polled(m, task, true);
+        }
+        assert!(t.read().list.is_empty());
+        // Tombstones are reused.
+        for task in 300..=330 {
+            t.polled(m, task, false);
+        }
+        assert_eq!(t.read().list[0].waiters.len(), 31);
+    }
+
+    #[test]
+    fn task_ids_come_from_tokio() {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let (inside, expected) = rt.block_on(async {
+            let h = tokio::spawn(async { (current_task(), tokio::task::id().to_string()) });
+            h.await.unwrap()
+        });
+        assert_eq!(inside.map(|id| id.to_string()), Some(expected));
+        assert_eq!(current_task(), None);
+    }
+}
