@@ -9,6 +9,7 @@
 /** Badge text and severity per finding kind; the text is what a reader sees, never colour alone. */
 const LABELS = {
   lost_waker: 'lost waker',
+  deadlock: 'deadlock',
   stuck_task: 'stuck',
   blocked_worker: 'blocking worker',
   leaking_spawn_site: 'leaking site',

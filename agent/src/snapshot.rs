@@ -294,7 +294,7 @@ pub(crate) fn take(registry: Option<&Registry>, runtime: Option<&tokio::runtime:
 
     let mut tasks = tasks;
     let stacks = crate::deep::fill(&mut tasks);
-    let resources = crate::deep::resources_of(&tasks);
+    let resources = crate::deep::resources_of(&mut tasks);
 
     let sites = site_counts
         .iter()

@@ -208,6 +208,24 @@ function timeline(t, ctx) {
   );
 }
 
+/** `tokio::sync::Mutex created at src/db.rs:40:17` */
+function resourceText(r) {
+  return `${r.type} created at ${r.created_at}`;
+}
+
+/** Deep mode: the lock a task waits on and who holds it, and the locks it holds. */
+function resourceRows(t, data) {
+  const rows = [];
+  const r = t.resource;
+  if (r) {
+    const holders = [...(r.held_by ?? []).map((id) => `task ${id}`), ...(r.held_outside ? ['code outside any task'] : [])];
+    rows.push(['waiting on', `${resourceText(r)}${holders.length ? `, held by ${holders.join(', ')}` : ''}`]);
+  }
+  const held = (data.resources?.list ?? []).filter((x) => (x.held_by ?? []).includes(t.id));
+  if (held.length) rows.push(['holding', held.map(resourceText).join('; ')]);
+  return rows;
+}
+
 function detail(t, data, index, ctx) {
   const badges = taskBadges(t, index);
   const stack = stackOf(data, t.parked_at);
@@ -216,6 +234,7 @@ function detail(t, data, index, ctx) {
   const numbers = [
     ['state', t.state],
     ['wait', t.wait ?? (data.agent?.features?.deep ? '–' : 'unknown in lean mode')],
+    ...resourceRows(t, data),
     [t.state === 'idle' ? 'idle for' : 'running for', duration(t.state === 'idle' ? t.idle_ms : t.running_ms)],
     ['polls', count(t.polls)],
     ['busy', duration(t.busy_ms)],

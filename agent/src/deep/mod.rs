@@ -153,7 +153,12 @@ pub(crate) fn fill(tasks: &mut [crate::snapshot::Task]) -> Vec<crate::snapshot::
 /// The resources part of a snapshot of `tasks` (after [`fill`]): the
 /// tokio resources that are held or waited on. A task counts as waiting only
 /// while it is idle: one that was woken and is running again has moved on.
-pub(crate) fn resources_of(tasks: &[crate::snapshot::Task]) -> resources::Resources {
+///
+/// An idle task waiting on a lock gets that lock's wait reason (`mutex
+/// lock`, `rwlock`, `semaphore acquire`): its last `poll_op` says so for
+/// certain, where its parked-at stack may be an earlier one (stacks are
+/// taken at most once a millisecond), unless it has no live waker.
+pub(crate) fn resources_of(tasks: &mut [crate::snapshot::Task]) -> resources::Resources {
     let tracked = table().is_some() && resources::enabled_by_env();
     let Some(resource_table) = resources::existing().filter(|_| tracked) else {
         return resources::Resources { tracked, ..Default::default() };
@@ -162,6 +167,14 @@ pub(crate) fn resources_of(tasks: &[crate::snapshot::Task]) -> resources::Resour
     let idle: std::collections::HashSet<u64> =
         tasks.iter().filter(|t| t.state == crate::snapshot::State::Idle).map(|t| t.id).collect();
     view.waits.retain(|(task, _)| idle.contains(task));
+    let waits = view.wait_index();
+    for task in tasks.iter_mut() {
+        let reason = waits.get(&task.id).and_then(|r| r.kind.wait_reason());
+        if let (Some(reason), true) = (reason, task.wait != Some("no waker")) {
+            task.wait = Some(reason);
+        }
+    }
+    drop(waits);
     for r in &mut view.list {
         r.waiters.retain(|t| idle.contains(t));
     }

@@ -138,6 +138,17 @@ impl Kind {
         }
     }
 
+    /// The wait reason of a task waiting on it, as its parked-at stack
+    /// would name it; `None` for a barrier (the stack's reason stays).
+    pub(crate) fn wait_reason(self) -> Option<&'static str> {
+        match self {
+            Kind::Mutex => Some("mutex lock"),
+            Kind::RwLock => Some("rwlock"),
+            Kind::Semaphore => Some("semaphore acquire"),
+            Kind::Barrier => None,
+        }
+    }
+
     /// Whether tokio's events tell who holds it: a `Mutex`'s `locked`, a
     /// `RwLock`'s `write_locked` and `current_readers`. A `Semaphore`'s
     /// permits are returned through its inner semaphore, whose events
@@ -792,7 +803,7 @@ mod tests {
         }
         let r = t.read();
         let recorded = r.list[0].waiters.len() as u64;
-        assert!(recorded <= 64 && recorded >= 32, "{recorded}");
+        assert!((32..=64).contains(&recorded), "{recorded}");
         assert_eq!(recorded + t.waits_dropped.load(Relaxed), 200);
         for task in 1..=200 {
             t.polled(m, task, true);

@@ -47,6 +47,35 @@ pub struct Task {
     /// Deep mode: index into [`Snapshot::stacks`].
     #[serde(default)]
     pub parked_at: Option<u32>,
+    /// Deep mode: the tokio lock an idle task waits on, with its holders.
+    #[serde(default)]
+    pub resource: Option<TaskResource>,
+}
+
+/// A tokio resource a task waits on (`resource` of a task in the JSON).
+#[derive(Debug, Clone, Deserialize)]
+pub struct TaskResource {
+    /// `tokio::sync::Mutex`, ...
+    #[serde(rename = "type", default)]
+    pub type_name: String,
+    #[serde(default)]
+    pub created_at: String,
+    #[serde(default)]
+    pub held_by: Vec<u64>,
+}
+
+impl TaskResource {
+    /// `tokio::sync::Mutex created at src/db.rs:40:17, held by task 12`
+    pub fn describe(&self) -> String {
+        let held = match self.held_by.as_slice() {
+            [] => String::new(),
+            [one] => format!(", held by task {one}"),
+            many => {
+                format!(", held by tasks {}", many.iter().map(u64::to_string).collect::<Vec<_>>().join(", "))
+            }
+        };
+        format!("{} created at {}{held}", self.type_name, self.created_at)
+    }
 }
 
 impl Task {
@@ -220,6 +249,20 @@ impl Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_lock_a_task_waits_on_reads_as_a_sentence() {
+        let task: Task = serde_json::from_str(
+            r#"{"id": 9, "state": "idle", "resource": {"id": 65539, "type": "tokio::sync::Mutex",
+                "created_at": "src/db.rs:40:17", "held_by": [8], "held_outside": false,
+                "more_holders": 0, "waiters": [9]}}"#,
+        )
+        .unwrap();
+        let r = task.resource.unwrap();
+        assert_eq!(r.describe(), "tokio::sync::Mutex created at src/db.rs:40:17, held by task 8");
+        let task: Task = serde_json::from_str(r#"{"id": 9, "state": "idle"}"#).unwrap();
+        assert!(task.resource.is_none());
+    }
 
     #[test]
     fn recorded_snapshots_parse() {

@@ -38,6 +38,10 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, task: &Task) {
         ]),
         Line::raw(""),
     ];
+    if let Some(r) = &task.resource {
+        // Deep mode: the lock it waits on and who holds it.
+        lines.insert(2, Line::from(vec![Span::styled("waiting on  ", bold), Span::raw(r.describe())]));
+    }
     if let Some(s) = &state.snapshot {
         for i in state.flags.findings_about(task) {
             let f = &s.findings[i];
