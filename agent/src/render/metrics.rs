@@ -46,11 +46,12 @@ pub(crate) struct AgentStats {
     pub(crate) deep_dropped_stacks: u64,
 }
 
-const KINDS: [Kind; 6] = [
+const KINDS: [Kind; 7] = [
     Kind::StuckTask,
     Kind::LeakingSpawnSite,
     Kind::BlockedWorker,
     Kind::LostWaker,
+    Kind::Deadlock,
     Kind::BusySelfWake,
     Kind::HeapGrowth,
 ];

@@ -14,6 +14,7 @@ use super::{Finding, Severity, Snapshot, Task};
 pub enum Flag {
     Stuck,
     LostWaker,
+    Deadlock,
     Blocking,
     Leaking,
     /// A kind this viewer does not know yet.
@@ -25,6 +26,7 @@ impl Flag {
         match kind {
             "stuck_task" => Flag::Stuck,
             "lost_waker" => Flag::LostWaker,
+            "deadlock" => Flag::Deadlock,
             "blocked_worker" => Flag::Blocking,
             "leaking_spawn_site" => Flag::Leaking,
             _ => Flag::Other,
@@ -36,6 +38,7 @@ impl Flag {
         match self {
             Flag::Stuck => "STUCK",
             Flag::LostWaker => "NO WAKER",
+            Flag::Deadlock => "DEADLOCK",
             Flag::Blocking => "BLOCKING",
             Flag::Leaking => "LEAKING",
             Flag::Other => "FLAGGED",
