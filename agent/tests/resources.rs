@@ -245,3 +245,59 @@ fn a_contended_mutex_that_changes_hands_is_not_a_deadlock() {
     assert!(progressed > 0);
     app.stop(tasks);
 }
+
+#[test]
+fn rwlock_and_semaphore_waits_show_the_resource() {
+    let app = app();
+    let table = Arc::new(tokio::sync::RwLock::new(0u32));
+    let rw_line = format!("tokio::sync::RwLock created at agent/tests/resources.rs:{}:", line!() - 1);
+    let permits = Arc::new(tokio::sync::Semaphore::new(0));
+    let sem_line = format!("tokio::sync::Semaphore created at agent/tests/resources.rs:{}:", line!() - 1);
+    let (locked_tx, locked_rx) = tokio::sync::oneshot::channel::<()>();
+    let (_release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+    let writer = {
+        let table = table.clone();
+        app.rt.spawn(async move {
+            let _guard = table.write().await;
+            let _ = locked_tx.send(());
+            let _ = release_rx.await;
+        })
+    };
+    app.rt.block_on(locked_rx).unwrap();
+    let reader = {
+        let table = table.clone();
+        app.rt.spawn(async move {
+            let _guard = table.read().await;
+        })
+    };
+    let acquirer = {
+        let permits = permits.clone();
+        app.rt.spawn(async move {
+            let _permit = permits.acquire().await;
+        })
+    };
+    let (w, r, a) = (id_of(&writer), id_of(&reader), id_of(&acquirer));
+    wait_for(app.addr, "rwlock and semaphore waits", |s| {
+        let has = |id: u64| {
+            s["tasks"].as_array().unwrap().iter().any(|t| t["id"] == id && t["resource"].is_object())
+        };
+        has(r) && has(a)
+    });
+    let dump = http_get(app.addr, "/debug/pprof/tasks?debug=2");
+    let block = |id: u64| {
+        dump.split("\n\n")
+            .find(|b| b.starts_with(&format!("task {id} [")))
+            .unwrap_or_else(|| panic!("{dump}"))
+            .to_string()
+    };
+    let reading = block(r);
+    assert!(reading.starts_with(&format!("task {r} [rwlock, ")), "{reading}");
+    assert!(reading.contains(&format!("\twaiting on {rw_line}")), "{reading}");
+    assert!(reading.contains(&format!(", held by task {w}\n")), "{reading}");
+    assert!(block(w).contains(&format!("\tholding {rw_line}")), "{}", block(w));
+    let acquiring = block(a);
+    assert!(acquiring.starts_with(&format!("task {a} [semaphore acquire, ")), "{acquiring}");
+    assert!(acquiring.contains(&format!("\twaiting on {sem_line}")), "{acquiring}");
+    assert!(acquiring.contains(" (its holders are not tracked)\n"), "{acquiring}");
+    app.stop(vec![writer, reader, acquirer]);
+}
