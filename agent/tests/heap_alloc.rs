@@ -507,11 +507,14 @@ fn a_growing_cache_is_found_and_a_plateau_is_not() {
     json(addr);
     std::thread::sleep(Duration::from_millis(4_500));
     let grow_at = format!("heap_alloc.rs:{}:", GROW_LINE.load(Ordering::Relaxed));
-    let h = json_when(addr, |h| {
+    let snapshot = json_when(addr, |h| {
         h["growth"].as_array().unwrap().iter().any(|g| g["location"].as_str().unwrap().contains(&grow_at))
-    })["heap"]
-        .clone();
+    });
+    // While it still grows: the finding on the text page and in /metrics.
+    let text = String::from_utf8(get_ok(addr, "/debug/taskscope/findings")).unwrap();
+    let metrics = String::from_utf8(get_ok(addr, "/metrics")).unwrap();
     stop.store(true, Ordering::Relaxed);
+    let h = snapshot["heap"].clone();
     let grown = app.rt().block_on(growing).unwrap();
     app.rt().block_on(plateau).unwrap();
 
@@ -525,6 +528,25 @@ fn a_growing_cache_is_found_and_a_plateau_is_not() {
     let rate = g["rate_bytes_per_sec"].as_f64().unwrap();
     assert!(rate > 2.0 * (1 << 20) as f64 && rate < 20.0 * (1 << 20) as f64, "{g}");
     assert_eq!(h["growth_window_ms"], 3000);
+
+    // The growing site is a `heap_growth` finding, the plateau is not.
+    let findings: Vec<&serde_json::Value> =
+        snapshot["findings"].as_array().unwrap().iter().filter(|f| f["kind"] == "heap_growth").collect();
+    let f = findings
+        .iter()
+        .find(|f| f["location"].as_str().unwrap().contains(&grow_at))
+        .unwrap_or_else(|| panic!("no heap_growth finding at {grow_at}: {findings:#?}"));
+    assert_eq!(f["severity"], "warning");
+    assert!(f["task_ids"].as_array().unwrap().is_empty(), "{f}");
+    assert!(f["message"].as_str().unwrap().contains("/s) and is still growing"), "{f}");
+    assert_eq!(f["evidence"]["rate_bytes_per_sec"], g["rate_bytes_per_sec"]);
+    assert!(!findings.iter().any(|f| f["location"].as_str().unwrap().contains(&plateau_at)), "{findings:#?}");
+    assert!(text.contains("warning heap_growth at ") && text.contains(&grow_at), "{text}");
+    let count = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("taskscope_findings{kind=\"heap_growth\",severity=\"warning\"} "))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(count.is_some_and(|n| n >= 1), "{count:?} in:\n{metrics}");
 }
 
 #[inline(never)]

@@ -10,10 +10,9 @@ pub(crate) enum Kind {
     BlockedWorker,
     LostWaker,
     Deadlock,
-    // Part of the JSON contract; no detector reports these yet.
+    // Part of the JSON contract; no detector reports it yet.
     #[allow(dead_code)]
     BusySelfWake,
-    #[allow(dead_code)]
     HeapGrowth,
 }
 

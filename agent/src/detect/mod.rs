@@ -1,6 +1,7 @@
 //! Detect: pure functions from snapshots to findings (stuck tasks, lost
-//! wakers, leaking spawn sites, blocked workers). They need no runtime, so they
-//! are tested on synthetic snapshots.
+//! wakers, leaking spawn sites, blocked workers, busy self-wakes, growing
+//! allocation sites). They need no runtime, so they are tested on synthetic
+//! snapshots.
 //!
 //! Each detector lives in its own file and returns its findings; [`run`]
 //! gathers them and puts the most severe and the longest-standing first.
@@ -52,6 +53,9 @@ pub(crate) fn run(snapshot: &Snapshot, settings: &Settings) -> Vec<Finding> {
     findings.extend(stuck::detect(snapshot, settings));
     findings.extend(blocked::detect(snapshot, settings));
     findings.extend(leak::detect(snapshot));
+    // The heap's growth detector runs when the snapshot reads the heap (it
+    // needs the per-site history); its results become findings here.
+    findings.extend(snapshot.heap.growth.iter().map(crate::heap::growth::HeapGrowth::finding));
     sort(&mut findings);
     findings
 }
@@ -168,7 +172,15 @@ mod tests {
 
     /// Principle 4: idle accept loops, busy pools, tickers, long sleeps,
     /// caches that plateau and request churn are normal.
-    fn healthy(mut s: Builder) -> Vec<Finding> {
+    fn healthy(s: Builder) -> Vec<Finding> {
+        run(&healthy_service(s).build(), &Settings::default())
+    }
+
+    fn healthy_snapshot() -> Snapshot {
+        healthy_service(Builder::deep()).build()
+    }
+
+    fn healthy_service(mut s: Builder) -> Builder {
         let accept = s.site("src/main.rs:20:5");
         s.idle(accept, 3_600_000, "io wait");
         let pool = s.site("src/pool.rs:14:13");
@@ -190,7 +202,7 @@ mod tests {
         let requests = s.site("src/http.rs:77:17");
         s.churn(requests, 40);
         s.history(requests, &(0..60).map(|i| 10 + (i * 7) % 21).collect::<Vec<_>>());
-        run(&s.build(), &Settings::default())
+        s
     }
 
     #[test]
@@ -207,6 +219,34 @@ mod tests {
         // a stuck task, so it mentions them, as info only.
         assert!(findings.iter().all(|f| f.kind == Kind::StuckTask), "{findings:#?}");
         assert!(!findings.is_empty());
+    }
+
+    #[test]
+    fn a_growing_allocation_site_is_a_heap_growth_warning_and_a_plateau_is_not() {
+        use crate::heap::growth::{self, GrowthOptions, Point, SiteHistory};
+        const MIB: f64 = (1 << 20) as f64;
+        let site = |location: &str, f: &dyn Fn(f64) -> f64| SiteHistory {
+            location: location.into(),
+            function: "app::cache".into(),
+            points: (0..60).map(|s| Point { t_ms: s * 1_000, bytes: f(s as f64) }).collect(),
+        };
+        let growing = site("src/cache.rs:42:5", &|s| 8.0 * MIB + s * MIB);
+        // Fills for 15 s, then holds 100 MiB.
+        let plateau = site("src/lru.rs:7:9", &|s| (s / 15.0).min(1.0) * 100.0 * MIB);
+        let mut snapshot = healthy_snapshot();
+        snapshot.heap.growth = growth::detect(&[growing, plateau], &GrowthOptions::default());
+        let findings = run(&snapshot, &Settings::default());
+        assert_eq!(findings.len(), 1, "{findings:#?}");
+        let f = &findings[0];
+        assert_eq!(
+            (f.kind, f.severity, f.location.as_str()),
+            (Kind::HeapGrowth, Severity::Warning, "src/cache.rs:42:5")
+        );
+        assert_eq!(f.since_ms, 59_000);
+        assert!(f.task_ids.is_empty());
+        assert!(f.message.contains("MiB/s"), "{}", f.message);
+        assert!(f.evidence["rate_bytes_per_sec"].as_f64().unwrap() > 0.9 * MIB, "{}", f.evidence);
+        assert_eq!(f.evidence["function"], "app::cache");
     }
 
     #[test]

@@ -93,7 +93,6 @@ pub(crate) struct HeapGrowth {
 
 impl HeapGrowth {
     /// The `heap_growth` finding, in the JSON shape of DESIGN.md.
-    #[cfg_attr(not(test), allow(dead_code))] // for the findings list of `detect`
     pub(crate) fn finding(&self) -> crate::detect::Finding {
         use crate::detect::{Finding, Kind, Severity};
         Finding {

@@ -8,8 +8,11 @@
 //! - `/block?ms=N`: a task blocks its worker thread in sync code;
 //! - `/deadlock`: two tasks lock two mutexes in opposite orders;
 //! - `/lost-waker`: a task awaits a future that drops its waker;
-//! - `/grow`: a cache that only grows;
+//! - `/grow`: a cache that only grows (a `heap_growth` finding);
+//! - `/cache`: healthy, a cache bounded at 16 MiB: it fills, then stays flat;
 //! - `/work`: healthy, short-lived work for the pool.
+//!
+//! taskscope's allocator is installed, so the heap is profiled too.
 //!
 //! By default it also drives these itself (`--manual` turns that off), so the
 //! endpoint has something to show at once. `LEAKY_ADDR` sets its address
@@ -23,12 +26,16 @@ use axum::routing::get;
 use axum::Router;
 use tokio::sync::{mpsc, oneshot};
 
+#[global_allocator]
+static GLOBAL: taskscope::Allocator = taskscope::Allocator::system();
+
 #[derive(Clone, Default)]
 struct App {
     /// Senders kept alive so their receivers wait forever.
     stuck: Arc<Mutex<Vec<mpsc::Sender<()>>>>,
     leaked: Arc<Mutex<Vec<oneshot::Sender<()>>>>,
     cache: Arc<Mutex<Vec<Vec<u8>>>>,
+    bounded: Arc<Mutex<std::collections::VecDeque<Vec<u8>>>>,
     jobs: Option<mpsc::Sender<u64>>,
 }
 
@@ -94,6 +101,20 @@ fn lose_waker() {
 fn grow(app: &App) -> usize {
     let mut cache = app.cache.lock().unwrap();
     cache.push(vec![7u8; 1 << 20]);
+    cache.len()
+}
+
+/// Entries of the bounded cache, 1 MiB each.
+const BOUNDED_ENTRIES: usize = 16;
+
+/// A healthy cache: new entries push the oldest out once it holds
+/// [`BOUNDED_ENTRIES`], so its memory plateaus.
+fn cache(app: &App) -> usize {
+    let mut cache = app.bounded.lock().unwrap();
+    cache.push_back(vec![3u8; 1 << 20]);
+    if cache.len() > BOUNDED_ENTRIES {
+        cache.pop_front();
+    }
     cache.len()
 }
 
@@ -198,6 +219,10 @@ async fn main() {
             get(|State(app): State<App>| async move { format!("the cache holds {} MiB\n", grow(&app)) }),
         )
         .route(
+            "/cache",
+            get(|State(app): State<App>| async move { format!("bounded cache: {} MiB\n", cache(&app)) }),
+        )
+        .route(
             "/work",
             get(|State(app): State<App>| async move {
                 work(&app).await;
@@ -214,9 +239,9 @@ async fn main() {
         }
     };
     let local = listener.local_addr().unwrap();
-    println!("leaky-server: listening on http://{local}/ (routes: /stuck /leak /block?ms=N /deadlock /lost-waker /grow /work)");
+    println!("leaky-server: listening on http://{local}/ (routes: /stuck /leak /block?ms=N /deadlock /lost-waker /grow /cache /work)");
     println!("leaky-server: {}", if manual { "manual mode" } else { "driving the pathologies itself" });
     axum::serve(listener, router).await.unwrap();
 }
 
-const HELP: &str = "leaky-server: /stuck /leak /block?ms=N /deadlock /lost-waker /grow /work\n";
+const HELP: &str = "leaky-server: /stuck /leak /block?ms=N /deadlock /lost-waker /grow /cache /work\n";

@@ -109,3 +109,75 @@ fn the_dump_shows_the_wait_reason_and_where_the_task_parked() {
     let awaits = format!("examples/leaky-server/src/main.rs:{}", stuck_line + 1);
     assert!(block.contains(&awaits), "no {awaits} in:\n{block}");
 }
+
+/// `src/main.rs:LINE:` of the first line in `fn name` that contains
+/// `needle`. (Allocation sites are named relative to the app's working
+/// directory, which for tests is the example's own.)
+fn line_in(name: &str, needle: &str) -> String {
+    let source = include_str!("../src/main.rs");
+    let start = source.lines().position(|l| l.starts_with(&format!("fn {name}("))).unwrap();
+    let offset = source.lines().skip(start).position(|l| l.contains(needle)).unwrap();
+    format!("src/main.rs:{}:", start + offset + 1)
+}
+
+#[test]
+fn a_cache_that_only_grows_is_a_heap_growth_warning_and_a_bounded_one_is_not() {
+    // A short growth window, so that a few seconds tell, and dense sampling:
+    // the rise between the window's thirds must beat the sampling noise of
+    // the whole site, which grows with it (see heap/growth.rs).
+    let server = start(&[("TASKSCOPE_HEAP_GROWTH_WINDOW", "3s"), ("TASKSCOPE_HEAP_SAMPLE_BYTES", "16384")]);
+    let (grow_at, bounded_at) = (line_in("grow", "vec!["), line_in("cache", "vec!["));
+    // The first snapshot starts the heap's history.
+    findings(&server);
+    // The bounded cache fills at once, then churns at 16 MiB.
+    for _ in 0..16 {
+        get(&server.app, "/cache");
+    }
+    let started = Instant::now();
+    let at = |f: &serde_json::Value, site: &str| f["location"].as_str().unwrap_or("").contains(site);
+    let (found, snapshot) = loop {
+        get(&server.app, "/grow");
+        get(&server.app, "/cache");
+        let (status, json) = get(&server.agent, "/debug/taskscope/api/snapshot?limit=0");
+        assert_eq!(status, 200);
+        let snapshot: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let found = snapshot["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["kind"] == "heap_growth" && at(f, &grow_at))
+            .cloned();
+        if let Some(found) = found {
+            break (found, snapshot);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no heap_growth at {grow_at}: {:#}",
+            snapshot["heap"]["growth"]
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(found["severity"], "warning");
+    assert!(found["evidence"]["rate_bytes_per_sec"].as_f64().unwrap() > 0.0, "{found}");
+    assert!(found["message"].as_str().unwrap().contains(&grow_at[..grow_at.len() - 1]), "{found}");
+
+    // The bounded cache was sampled and is known by its allocation site, at
+    // its plateau, yet is no finding.
+    let sites = snapshot["heap"]["allocation_sites"].as_array().unwrap();
+    let bounded =
+        sites.iter().find(|s| at(s, &bounded_at)).unwrap_or_else(|| panic!("{bounded_at}: {sites:#?}"));
+    assert!(bounded["inuse_bytes"].as_u64().unwrap() > 8 << 20, "{bounded}");
+    let flagged: Vec<_> =
+        snapshot["findings"].as_array().unwrap().iter().filter(|f| at(f, &bounded_at)).collect();
+    assert!(flagged.is_empty(), "{flagged:#?}");
+
+    // The same finding on the text page and in /metrics.
+    let (_, text) = get(&server.agent, "/debug/taskscope/findings");
+    assert!(text.contains("warning heap_growth at ") && text.contains(&grow_at), "{text}");
+    let (_, metrics) = get(&server.agent, "/metrics");
+    let count = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("taskscope_findings{kind=\"heap_growth\",severity=\"warning\"} "))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(count.is_some_and(|n| n >= 1), "{count:?}");
+}
