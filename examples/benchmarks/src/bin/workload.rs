@@ -1,10 +1,16 @@
 //! One benchmark workload in the mode this binary was built for; prints one
 //! line of JSON. The `bench` runner builds and runs it; by hand:
-//! `cargo run --release -p benchmarks --bin workload -- poll|spawn|million [--quick] [--tasks N]`.
+//! `cargo run --release -p benchmarks --bin workload -- poll|spawn|mutex|alloc|http|idle|million [--quick] [--tasks N] [--secs N]`.
 
 use std::io::Write;
 
 use benchmarks::workload::{self, App, Sizes};
+
+/// The taskscope modes run with taskscope's sampling allocator, as its
+/// README has users install it; the others with the system allocator.
+#[cfg(feature = "allocator")]
+#[global_allocator]
+static ALLOCATOR: taskscope::Allocator = taskscope::Allocator::system();
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -21,6 +21,8 @@ async fn idle() {
 
 /// Spawns `tasks` idle tasks, waits until each has been polled, then measures.
 pub fn run(app: &App, tasks: usize) -> Result<Value, Error> {
+    // Before any task: the runtime's and the instrumentation's fixed memory.
+    let rss_start_bytes = probe::rss_bytes()?;
     let start = Instant::now();
     app.rt.block_on(async move {
         tokio::spawn(async move {
@@ -44,7 +46,8 @@ pub fn run(app: &App, tasks: usize) -> Result<Value, Error> {
     sleep(Duration::from_millis(300));
     let idle_late_ms = ticker.take_worst_ms();
     let mut out = json!({
-        "secs": settle_secs, "tasks": tasks, "rss_bytes": rss_bytes, "idle_late_ms": idle_late_ms,
+        "secs": settle_secs, "tasks": tasks, "rss_bytes": rss_bytes, "rss_start_bytes": rss_start_bytes,
+        "idle_late_ms": idle_late_ms,
     });
     if let Some(addr) = app.agent_addr() {
         let base = format!("http://{addr}");

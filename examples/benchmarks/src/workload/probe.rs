@@ -21,6 +21,43 @@ pub fn cpu_secs() -> f64 {
     ns as f64 / 1e9
 }
 
+/// The CPU time of the calling thread so far, in seconds.
+pub fn thread_cpu_secs() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(f64::NAN, |ns| ns as f64 / 1e9)
+}
+
+/// One live thread of this process: its id, name and CPU time so far.
+#[derive(Debug, Clone)]
+pub struct Thread {
+    pub tid: u32,
+    /// `/proc/self/task/<tid>/comm`: the thread's name, cut to 15 bytes.
+    pub comm: String,
+    pub cpu_ns: u64,
+}
+
+/// Every live thread of this process, from `/proc/self/task/*/{comm,schedstat}`.
+pub fn threads() -> Vec<Thread> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else { return Vec::new() };
+    dir.filter_map(|t| {
+        let t = t.ok()?;
+        let tid = t.file_name().to_str()?.parse().ok()?;
+        let comm = std::fs::read_to_string(t.path().join("comm")).ok()?.trim_end().to_string();
+        let schedstat = std::fs::read_to_string(t.path().join("schedstat")).ok()?;
+        let cpu_ns = schedstat.split_whitespace().next()?.parse().ok()?;
+        Some(Thread { tid, comm, cpu_ns })
+    })
+    .collect()
+}
+
+/// The current wall-clock time in nanoseconds since the Unix epoch, the
+/// clock a pprof profile gives its start in.
+pub fn unix_nanos() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
+}
+
 /// VmRSS of this process, in bytes, from /proc/self/status.
 pub fn rss_bytes() -> Result<u64, Error> {
     let status = std::fs::read_to_string("/proc/self/status")?;
