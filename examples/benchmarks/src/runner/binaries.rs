@@ -10,6 +10,20 @@ use serde_json::Value;
 use super::modes::Mode;
 use crate::workload::Error;
 
+/// Builds each mode's binary, once per feature set (deep and deep+cpu share
+/// one), and returns the path of each copy, in the order of `modes`.
+pub fn build_all(modes: &[&'static Mode]) -> Result<Vec<(&'static Mode, PathBuf)>, Error> {
+    let mut bins: Vec<(&'static Mode, PathBuf)> = Vec::new();
+    for &mode in modes {
+        let path = match bins.iter().find(|(m, _)| m.features == mode.features) {
+            Some((_, built)) => built.clone(),
+            None => build(mode)?,
+        };
+        bins.push((mode, path));
+    }
+    Ok(bins)
+}
+
 /// Builds `mode`'s binary in release and returns the path of its copy.
 pub fn build(mode: &Mode) -> Result<PathBuf, Error> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());

@@ -25,10 +25,16 @@ pub struct Options {
     pub modes: Vec<&'static Mode>,
     pub json: Option<PathBuf>,
     pub million_tasks: Option<u64>,
+    /// How long wrk loads the http workload in each run (default 10 s, quick 1 s).
+    pub http_secs: Option<u64>,
+    /// How long the idle workload stays idle (default 10 s, quick 1 s).
+    pub idle_secs: Option<u64>,
 }
 
-pub const USAGE: &str = "usage: bench [--quick] [--runs N] [--workloads poll,spawn,million] \
-                         [--modes baseline,off,lean,deep,console] [--million-tasks N] [--json FILE]";
+pub const USAGE: &str = "usage: bench [--quick] [--runs N] \
+                         [--workloads poll,spawn,mutex,alloc,http,idle,million] \
+                         [--modes baseline,off,lean,deep,deep+cpu,console] [--million-tasks N] \
+                         [--http-secs N] [--idle-secs N] [--json FILE]";
 
 impl Options {
     /// Parses the arguments after the program name.
@@ -41,6 +47,8 @@ impl Options {
             modes: MODES.iter().collect(),
             json: None,
             million_tasks: None,
+            http_secs: None,
+            idle_secs: None,
         };
         let mut runs = None;
         let mut it = args.iter();
@@ -56,6 +64,12 @@ impl Options {
                     o.million_tasks =
                         Some(value()?.replace('_', "").parse().map_err(|_| "--million-tasks: not a number")?)
                 }
+                "--http-secs" => {
+                    o.http_secs = Some(value()?.parse().map_err(|_| "--http-secs: not a number")?)
+                }
+                "--idle-secs" => {
+                    o.idle_secs = Some(value()?.parse().map_err(|_| "--idle-secs: not a number")?)
+                }
                 "-h" | "--help" => return Err(USAGE.into()),
                 _ => return Err(format!("unknown argument {arg:?}\n{USAGE}").into()),
             }
@@ -70,6 +84,9 @@ impl Options {
         if o.runs == 0 {
             return Err("--runs must be at least 1".into());
         }
+        if o.http_secs == Some(0) || o.idle_secs == Some(0) {
+            return Err("--http-secs and --idle-secs must be at least 1".into());
+        }
         Ok(o)
     }
 
@@ -79,8 +96,14 @@ impl Options {
         if self.quick {
             args.push("--quick".to_string());
         }
-        if let (Some(n), "million") = (self.million_tasks, workload) {
-            args.extend(["--tasks".to_string(), n.to_string()]);
+        let size = match workload {
+            "million" => self.million_tasks.map(|n| ("--tasks", n)),
+            "http" => self.http_secs.map(|n| ("--secs", n)),
+            "idle" => self.idle_secs.map(|n| ("--secs", n)),
+            _ => None,
+        };
+        if let Some((key, n)) = size {
+            args.extend([key.to_string(), n.to_string()]);
         }
         args
     }
@@ -104,6 +127,9 @@ pub struct ModeRuns {
     /// The first panic message a run printed on stderr, and how many did.
     pub panic: Option<String>,
     pub panics: usize,
+    /// deep+cpu runs whose profile did not cover the timed part or had no
+    /// samples.
+    pub profile_problems: usize,
 }
 
 impl ModeRuns {
@@ -130,10 +156,7 @@ pub fn main(args: &[String]) -> Result<(), Error> {
         opts.runs,
         opts.warmup
     );
-    let mut bins = Vec::new();
-    for &mode in &opts.modes {
-        bins.push((mode, binaries::build(mode)?));
-    }
+    let bins = binaries::build_all(&opts.modes)?;
     let mut results = Vec::new();
     for &workload in &opts.workloads {
         results.push(run_workload(&opts, workload, &bins)?);
@@ -156,22 +179,42 @@ fn run_workload(
 ) -> Result<WorkloadRuns, Error> {
     let bins: Vec<_> =
         bins.iter().filter(|(m, _)| workload != "million" || m.million || opts.quick).collect();
-    let mut modes: Vec<ModeRuns> =
-        bins.iter().map(|(mode, _)| ModeRuns { mode, runs: Vec::new(), panic: None, panics: 0 }).collect();
+    let mut modes: Vec<ModeRuns> = bins
+        .iter()
+        .map(|(mode, _)| ModeRuns { mode, runs: Vec::new(), panic: None, panics: 0, profile_problems: 0 })
+        .collect();
     let args = opts.workload_args(workload);
     let rounds = opts.warmup + opts.runs;
+    // The longest timed part seen so far in a deep build, which sizes the
+    // CPU profiles of deep+cpu (deep runs just before it in each round).
+    let mut longest_window: Option<f64> = None;
     for round in 0..rounds {
         let label = match round.checked_sub(opts.warmup) {
             None => "warm-up".to_string(),
             Some(i) => format!("run {}/{}", i + 1, opts.runs),
         };
         for ((mode, bin), runs) in bins.iter().zip(&mut modes) {
+            let mut args = args.clone();
+            if let (true, Some(secs)) = (mode.cpu_profile, longest_window) {
+                // 1.5 times the longest, plus a second: a profile that ends
+                // too early shows as not covering its run.
+                args.extend(["--cpu-profile-secs".to_string(), ((secs * 1.5).ceil() as u64 + 1).to_string()]);
+            }
             let (value, panic) = run_one(bin, mode, workload, &args)?;
             eprintln!("bench: {workload} {label} {:<9} {}", mode.name, brief(&value));
             if let Some(line) = panic {
                 eprintln!("bench: warning: this run printed a panic on stderr: {line}");
                 runs.panics += 1;
                 runs.panic.get_or_insert(line);
+            }
+            if mode.features == "deep" {
+                if let Some(w) = value["window_secs"].as_f64() {
+                    longest_window = Some(longest_window.map_or(w, |l| l.max(w)));
+                }
+            }
+            if let Some(problem) = profile_problem(mode, &value) {
+                eprintln!("bench: warning: {problem}");
+                runs.profile_problems += 1;
             }
             if round >= opts.warmup {
                 runs.runs.push(value);
@@ -222,11 +265,34 @@ fn run_one(
     Ok((value, panic))
 }
 
+/// What is wrong with the CPU profile of a deep+cpu run, if anything.
+fn profile_problem(mode: &Mode, run: &Value) -> Option<String> {
+    if !mode.cpu_profile {
+        return None;
+    }
+    if run["cpu_profile_covered"] != true {
+        return Some(format!(
+            "the CPU profile did not cover the timed part (it started {} ms before it and ended {} ms after)",
+            run["cpu_profile_lead_ms"], run["cpu_profile_tail_ms"]
+        ));
+    }
+    (run["cpu_profile_samples"].as_u64() == Some(0)).then(|| "the CPU profile has no samples".to_string())
+}
+
 /// The headline numbers of one run, for the progress log.
 fn brief(run: &Value) -> String {
     let mut s = format!("{:.3} s", run["secs"].as_f64().unwrap_or(f64::NAN));
     if let Some(cpu) = run["cpu_secs"].as_f64() {
         s += &format!(" ({cpu:.3} s CPU)");
+    }
+    if let (Some(rps), Some(p99)) = (run["requests_per_sec"].as_f64(), run["p99_ms"].as_f64()) {
+        s += &format!(", {rps:.0} req/s, p99 {p99:.2} ms");
+    }
+    if let Some(ms) = run["agent_cpu_ms"].as_f64() {
+        s += &format!(", agent threads {ms:.1} ms CPU");
+    }
+    if let Some(n) = run["cpu_profile_samples"].as_u64() {
+        s += &format!(", profile {n} samples");
     }
     for (key, unit, scale) in [("rss_bytes", "MiB RSS", 1.0 / 1048576.0), ("dump_ms", "ms dump", 1.0)] {
         if let Some(x) = run[key].as_f64() {
