@@ -1,4 +1,11 @@
-//! The registry: slab of task slots, id index, spawn sites, completed ring.
+//! The registry: task slots, spawn sites, completed ring.
+//!
+//! A task's slot is found from its tokio id on every poll, so the common case
+//! must cost one load. tokio numbers tasks from one process-wide counter, so
+//! most live tasks have ids close together: slot `id % WINDOW` of a
+//! direct-mapped window is tried first, and only a task whose window slot is
+//! taken by an older one (ids `WINDOW` apart, both alive) goes to the
+//! overflow: a slab with per-thread free lists and an id → slot index.
 
 use std::panic::Location;
 use std::sync::atomic::{AtomicU64, Ordering::*};
@@ -6,7 +13,16 @@ use std::sync::atomic::{AtomicU64, Ordering::*};
 use super::completed::{Completed, Ring};
 use super::index::Index;
 use super::sites::{SiteCounts, Sites};
-use super::slab::{Cache, Slab, RUNNING, SITE_SHIFT, TIME_MASK};
+use super::slab::{zeroed_slots, Cache, Slab, Slot, RUNNING, SITE_SHIFT, TIME_MASK};
+
+/// The largest direct-mapped window: 65,536 slots, 2.5 MiB of address space
+/// whose pages are touched as tasks use them.
+const MAX_WINDOW: u32 = 1 << 16;
+/// A slot reference names a window slot when this bit is set, else a slab
+/// slot.
+pub(crate) const WINDOW_BIT: u32 = 1 << 31;
+/// The id of a window slot being filled by a spawn; readers skip it.
+const CLAIMED: u64 = u64::MAX;
 
 /// How much the registry may hold. Fixed when the first runtime is
 /// instrumented; every table is allocated zeroed up front so that untouched
@@ -30,6 +46,10 @@ impl Default for Capacity {
 #[derive(Debug)]
 pub(crate) struct Registry {
     pub(crate) capacity: Capacity,
+    /// Direct-mapped slots: task `id` may live at `id & window_mask`.
+    window: Box<[Slot]>,
+    window_mask: u64,
+    /// The overflow: slots for tasks whose window slot is taken.
     slab: Slab,
     index: Index,
     pub(crate) sites: Sites,
@@ -54,8 +74,11 @@ pub(crate) struct TaskRecord {
 
 impl Registry {
     pub(crate) fn new(capacity: Capacity) -> Self {
+        let window = capacity.tasks.clamp(1, MAX_WINDOW).next_power_of_two().min(MAX_WINDOW);
         Registry {
             capacity,
+            window: zeroed_slots(window as usize),
+            window_mask: window as u64 - 1,
             slab: Slab::new(capacity.tasks),
             index: Index::new(capacity.tasks),
             sites: Sites::new(capacity.sites),
@@ -64,7 +87,8 @@ impl Registry {
         }
     }
 
-    /// A task was spawned. Returns its slot, or `None` if it is not tracked.
+    /// A task was spawned. Returns its slot reference, or `None` if it is
+    /// not tracked.
     #[inline]
     pub(crate) fn spawn(
         &self,
@@ -75,35 +99,77 @@ impl Registry {
         now: u64,
     ) -> Option<u32> {
         let site = self.sites.intern(location);
+        let spawned = ((site as u64) << SITE_SHIFT) | (now & TIME_MASK);
+        let w = (id & self.window_mask) as u32;
+        let slot = &self.window[w as usize];
+        // A free window slot is claimed (another thread may spawn a task with
+        // a colliding id at the same time), filled, then published.
+        let reference =
+            if slot.id.load(Relaxed) == 0 && slot.id.compare_exchange(0, CLAIMED, Acquire, Relaxed).is_ok() {
+                Self::fill(slot, spawned, now);
+                slot.id.store(id, Release);
+                w | WINDOW_BIT
+            } else {
+                self.spawn_overflow(cache, id, spawned, now)?
+            };
+        self.sites.counter(shard, site).spawned.fetch_add(1, Relaxed);
+        Some(reference)
+    }
+
+    #[inline(always)]
+    fn fill(slot: &Slot, spawned: u64, now: u64) {
+        slot.spawned.store(spawned, Relaxed);
+        slot.last.store(now, Relaxed);
+        slot.polls.store(0, Relaxed);
+        slot.busy_ms.store(0, Relaxed);
+    }
+
+    #[cold]
+    fn spawn_overflow(&self, cache: &mut Cache, id: u64, spawned: u64, now: u64) -> Option<u32> {
         let Some(slot_index) = self.slab.alloc(cache) else {
             self.dropped_tasks.fetch_add(1, Relaxed);
             return None;
         };
         let slot = self.slab.slot(slot_index);
-        slot.spawned.store(((site as u64) << SITE_SHIFT) | (now & TIME_MASK), Relaxed);
-        slot.last.store(now, Relaxed);
-        slot.polls.store(0, Relaxed);
-        slot.busy_ms.store(0, Relaxed);
+        Self::fill(slot, spawned, now);
         slot.id.store(id, Release);
         if !self.index.insert(id, slot_index) {
             self.slab.free(cache, slot_index);
             self.dropped_tasks.fetch_add(1, Relaxed);
             return None;
         }
-        self.sites.counter(shard, site).spawned.fetch_add(1, Relaxed);
         Some(slot_index)
     }
 
-    /// The slot of a live task.
+    /// The slot reference of a live task.
     #[inline]
     pub(crate) fn lookup(&self, id: u64) -> Option<u32> {
+        let w = (id & self.window_mask) as u32;
+        if self.window[w as usize].id.load(Relaxed) == id {
+            return Some(w | WINDOW_BIT);
+        }
+        self.lookup_overflow(id)
+    }
+
+    #[cold]
+    fn lookup_overflow(&self, id: u64) -> Option<u32> {
         self.index.get(&self.slab, id)
+    }
+
+    /// The slot a reference names.
+    #[inline(always)]
+    fn slot(&self, reference: u32) -> &Slot {
+        if reference & WINDOW_BIT != 0 {
+            &self.window[(reference & !WINDOW_BIT) as usize]
+        } else {
+            self.slab.slot(reference)
+        }
     }
 
     /// A poll of the task in `slot` starts. Returns the task's site.
     #[inline]
     pub(crate) fn poll_start(&self, slot: u32, now: u64) -> u32 {
-        let slot = self.slab.slot(slot);
+        let slot = self.slot(slot);
         // Only the polling thread writes these fields while the task lives,
         // so a load and a store suffice; readers see either value.
         slot.polls.store(slot.polls.load(Relaxed) + 1, Relaxed);
@@ -118,7 +184,7 @@ impl Registry {
     /// even another task's: the id check keeps this from writing into it.
     #[inline]
     pub(crate) fn poll_end(&self, slot: u32, id: u64, started: Option<u64>, now: u64) {
-        let slot = self.slab.slot(slot);
+        let slot = self.slot(slot);
         if slot.id.load(Relaxed) != id {
             return;
         }
@@ -133,10 +199,15 @@ impl Registry {
     /// A task terminated: it leaves the registry for the completed ring.
     #[inline]
     pub(crate) fn terminate(&self, cache: &mut Cache, shard: usize, id: u64, now: u64) {
-        let Some(slot_index) = self.index.remove(&self.slab, id) else {
-            return;
+        let window = &self.window[(id & self.window_mask) as usize];
+        let (slot, overflow) = if window.id.load(Relaxed) == id {
+            (window, None)
+        } else {
+            let Some(slot_index) = self.index.remove(&self.slab, id) else {
+                return;
+            };
+            (self.slab.slot(slot_index), Some(slot_index))
         };
-        let slot = self.slab.slot(slot_index);
         let spawned = slot.spawned.load(Relaxed);
         let site = (spawned >> SITE_SHIFT) as u32;
         self.completed.push(
@@ -149,7 +220,10 @@ impl Registry {
                 busy_ms: slot.busy_ms.load(Relaxed),
             },
         );
-        self.slab.free(cache, slot_index);
+        match overflow {
+            Some(slot_index) => self.slab.free(cache, slot_index),
+            None => slot.id.store(0, Release),
+        }
         self.sites.counter(shard, site).completed.fetch_add(1, Relaxed);
     }
 
@@ -163,10 +237,10 @@ impl Registry {
     pub(crate) fn tasks(&self) -> Vec<TaskRecord> {
         let high = self.slab.high_water();
         let mut out = Vec::new();
-        for index in 0..high {
-            let slot = self.slab.slot(index);
+        let window = self.window.iter();
+        for slot in window.chain((0..high).map(|index| self.slab.slot(index))) {
             let id = slot.id.load(Acquire);
-            if id == 0 {
+            if id == 0 || id == CLAIMED {
                 continue;
             }
             let spawned = slot.spawned.load(Relaxed);
@@ -200,16 +274,19 @@ impl Registry {
 
     /// Bytes of address space reserved by the registry's tables.
     pub(crate) fn reserved_bytes(&self) -> usize {
-        self.slab.reserved_bytes()
+        std::mem::size_of_val(&*self.window)
+            + self.slab.reserved_bytes()
             + self.index.reserved_bytes()
             + self.sites.reserved_bytes()
             + self.completed.reserved_bytes()
     }
 
-    /// Bytes the registry costs per tracked live task: a slot and two index
-    /// entries (the index is kept at most half full).
+    /// Bytes the registry reserves per tracked live task: a slot and two
+    /// index entries (the index is kept at most half full), plus the window
+    /// spread over the capacity. Only touched pages cost memory.
     pub(crate) fn bytes_per_task(&self) -> usize {
-        (self.slab.reserved_bytes() + self.index.reserved_bytes()) / self.capacity.tasks.max(1) as usize
+        (std::mem::size_of_val(&*self.window) + self.slab.reserved_bytes() + self.index.reserved_bytes())
+            / self.capacity.tasks.max(1) as usize
     }
 }
 
@@ -256,11 +333,12 @@ mod tests {
         r.poll_start(slot, 5);
         // tokio terminates a task inside its last poll, before the end hook.
         r.terminate(&mut cache, 0, 1, 6);
-        let reused = r.spawn(&mut cache, 0, 2, here, 7).unwrap();
+        // Task 65 maps to the same window slot as task 1.
+        let reused = r.spawn(&mut cache, 0, 65, here, 7).unwrap();
         assert_eq!(reused, slot, "the freed slot is reused at once");
         r.poll_end(slot, 1, Some(5), 900);
         let t = r.tasks()[0];
-        assert_eq!((t.id, t.last_ms, t.busy_ms), (2, 7, 0), "task 1's poll end wrote into task 2");
+        assert_eq!((t.id, t.last_ms, t.busy_ms), (65, 7, 0), "task 1's poll end wrote into task 65");
     }
 
     #[test]
@@ -268,12 +346,77 @@ mod tests {
         let r = registry();
         let mut cache = Cache::default();
         let here = Location::caller();
-        let tracked = (1..=100).filter_map(|id| r.spawn(&mut cache, 0, id, here, 0)).count();
-        assert_eq!(tracked, 64);
-        assert_eq!(r.dropped_tasks.load(Relaxed), 36);
+        // 64 in the window (ids 1..=64), 64 in the overflow (65..=128).
+        let tracked = (1..=200).filter_map(|id| r.spawn(&mut cache, 0, id, here, 0)).count();
+        assert_eq!(tracked, 128);
+        assert_eq!(r.dropped_tasks.load(Relaxed), 72);
         // Terminating an untracked task is harmless.
-        r.terminate(&mut cache, 0, 99, 1);
-        assert_eq!(r.tasks().len(), 64);
+        r.terminate(&mut cache, 0, 199, 1);
+        assert_eq!(r.tasks().len(), 128);
+    }
+
+    #[test]
+    fn tasks_whose_window_slot_is_taken_live_in_the_overflow() {
+        let r = registry();
+        let mut cache = Cache::default();
+        let here = Location::caller();
+        // 3, 67 and 131 share window slot 3; the first one spawned gets it.
+        let a = r.spawn(&mut cache, 0, 3, here, 0).unwrap();
+        let b = r.spawn(&mut cache, 0, 67, here, 0).unwrap();
+        let c = r.spawn(&mut cache, 0, 131, here, 0).unwrap();
+        assert_ne!(a & WINDOW_BIT, 0);
+        assert_eq!(b & WINDOW_BIT, 0);
+        assert_eq!(c & WINDOW_BIT, 0);
+        assert_eq!((r.lookup(3), r.lookup(67), r.lookup(131)), (Some(a), Some(b), Some(c)));
+        r.poll_start(b, 10);
+        r.poll_end(b, 67, Some(10), 12);
+        // The window's task ends; an overflow task keeps its slot.
+        r.terminate(&mut cache, 0, 3, 20);
+        assert_eq!(r.lookup(3), None);
+        assert_eq!(r.lookup(67), Some(b));
+        let mut ids: Vec<_> = r.tasks().iter().map(|t| (t.id, t.polls, t.busy_ms)).collect();
+        ids.sort();
+        assert_eq!(ids, [(67, 1, 2), (131, 0, 0)]);
+        // The next colliding task takes the freed window slot.
+        assert_eq!(r.spawn(&mut cache, 0, 195, here, 30), Some(a));
+        r.terminate(&mut cache, 0, 67, 40);
+        r.terminate(&mut cache, 0, 131, 40);
+        r.terminate(&mut cache, 0, 195, 40);
+        assert!(r.tasks().is_empty());
+        // Each shard's ring holds the capacity over the shards; here 2.
+        let mut done: Vec<_> = r.completed().iter().map(|c| c.id).collect();
+        done.sort();
+        assert_eq!(done, [131, 195]);
+    }
+
+    #[test]
+    fn concurrent_spawns_of_colliding_ids_are_each_tracked_once() {
+        let r = std::sync::Arc::new(registry());
+        let here = Location::caller();
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let r = r.clone();
+                std::thread::spawn(move || {
+                    let mut cache = Cache::default();
+                    for round in 0..2000u64 {
+                        // Four threads, ids 64 apart: the same window slot.
+                        let id = 1 + t * 64 + round * 256;
+                        let slot = r.spawn(&mut cache, t as usize, id, here, 0).expect("room for four");
+                        assert_eq!(r.lookup(id), Some(slot));
+                        r.poll_start(slot, 1);
+                        r.poll_end(slot, id, Some(1), 2);
+                        r.terminate(&mut cache, t as usize, id, 3);
+                        assert_eq!(r.lookup(id), None);
+                    }
+                    r.flush(&mut cache);
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(r.tasks().is_empty());
+        assert_eq!(r.dropped_tasks.load(Relaxed), 0);
     }
 
     #[test]
