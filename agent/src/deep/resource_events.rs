@@ -32,6 +32,7 @@
 //! send.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering::*};
 
 use tracing_core::field::{Field, Visit};
 use tracing_core::span::{Attributes, Id};
@@ -59,6 +60,79 @@ pub(crate) enum Class {
 const TRACKED: [&str; 4] =
     ["tokio::sync::mutex", "tokio::sync::rwlock", "tokio::sync::semaphore", "tokio::sync::barrier"];
 const ASYNC_OPS: &str = "tokio::util::trace";
+
+/// Callsites classified at registration, by the address of their static
+/// metadata, so that the per-call paths need no string compares: open
+/// addressing over a fixed table (a full table falls back to [`classify`]).
+const CLASSES: usize = 256;
+static CLASS_KEYS: [AtomicUsize; CLASSES] = [const { AtomicUsize::new(0) }; CLASSES];
+static CLASS_VALUES: [AtomicU8; CLASSES] = [const { AtomicU8::new(0) }; CLASSES];
+
+fn class_home(addr: usize) -> usize {
+    (addr.wrapping_mul(0x9E37_79B9_7F4A_7C15_u64 as usize) >> 7) % CLASSES
+}
+
+fn class_to_u8(class: Class) -> u8 {
+    match class {
+        Class::Resource => 1,
+        Class::AsyncOp => 2,
+        Class::OpPoll => 3,
+        Class::StateUpdate => 4,
+        Class::PollOp => 5,
+        Class::None => 6,
+    }
+}
+
+fn class_from_u8(n: u8) -> Option<Class> {
+    Some(match n {
+        1 => Class::Resource,
+        2 => Class::AsyncOp,
+        3 => Class::OpPoll,
+        4 => Class::StateUpdate,
+        5 => Class::PollOp,
+        6 => Class::None,
+        _ => return None,
+    })
+}
+
+/// Classifies a callsite once and remembers it.
+fn register(meta: &Metadata<'_>) -> Class {
+    let class = classify(meta);
+    let addr = meta as *const Metadata<'_> as usize;
+    let mut i = class_home(addr);
+    for _ in 0..16 {
+        let key = &CLASS_KEYS[i];
+        match key.compare_exchange(0, addr, AcqRel, Acquire) {
+            Ok(_) => {
+                CLASS_VALUES[i].store(class_to_u8(class), Release);
+                break;
+            }
+            Err(seen) if seen == addr => break,
+            Err(_) => i = (i + 1) % CLASSES,
+        }
+    }
+    class
+}
+
+/// The class of a callsite: remembered if it was registered, else computed.
+#[inline]
+pub(crate) fn class(meta: &Metadata<'_>) -> Class {
+    let addr = meta as *const Metadata<'_> as usize;
+    let mut i = class_home(addr);
+    for _ in 0..16 {
+        match CLASS_KEYS[i].load(Acquire) {
+            0 => break,
+            key if key == addr => {
+                if let Some(class) = class_from_u8(CLASS_VALUES[i].load(Acquire)) {
+                    return class;
+                }
+                break;
+            }
+            _ => i = (i + 1) % CLASSES,
+        }
+    }
+    classify(meta)
+}
 
 /// Classifies a callsite (string compares: call it at registration, or on
 /// the resource paths only).
@@ -99,7 +173,7 @@ pub(crate) fn interest(meta: &Metadata<'_>) -> Option<Interest> {
     if !on() {
         return None;
     }
-    match classify(meta) {
+    match register(meta) {
         Class::None => None,
         Class::Resource => Some(Interest::always()),
         _ => Some(Interest::sometimes()),
@@ -111,15 +185,15 @@ pub(crate) fn interest(meta: &Metadata<'_>) -> Option<Interest> {
 #[inline]
 pub(crate) fn enabled(meta: &Metadata<'_>) -> bool {
     match ENTERED.try_with(|e| e.get().len).unwrap_or(0) {
-        0 => on() && classify(meta) == Class::Resource,
-        _ => on() && classify(meta) != Class::None,
+        0 => on() && class(meta) == Class::Resource,
+        _ => on() && class(meta) != Class::None,
     }
 }
 
 /// The layer's per-layer filter: every resource callsite (the `Registry`
 /// keeps the span stack, so there is no cheap thread-local to consult).
 pub(crate) fn wanted_by_layer(meta: &Metadata<'_>) -> bool {
-    on() && classify(meta) != Class::None
+    on() && class(meta) != Class::None
 }
 
 // ---------------------------------------------------------------------------
@@ -218,11 +292,13 @@ fn open(table: &ResourceTable, attrs: &Attributes<'_>) -> Option<u64> {
 /// The lean subscriber's `new_span` for a resource callsite.
 pub(crate) fn new_span(attrs: &Attributes<'_>) -> Id {
     let Some(table) = resources::table() else { return Id::from_u64(DUMMY) };
-    let id = match classify(attrs.metadata()) {
+    let id = match class(attrs.metadata()) {
         Class::Resource => open(table, attrs).map(|key| span_id(ROLE_RESOURCE, key)),
+        // No reference of their own: the async op holds a clone of the
+        // resource's span, which outlives them (tokio's `AsyncOpTracingCtx`
+        // drops the op's spans first).
         class @ (Class::AsyncOp | Class::OpPoll) => {
             current_key().filter(|&k| table.get(k).is_some()).map(|key| {
-                table.retain(key);
                 let role = if class == Class::AsyncOp { ROLE_ASYNC_OP } else { ROLE_OP_POLL };
                 span_id(role, key)
             })
@@ -257,6 +333,10 @@ pub(crate) fn exit(_id: u64) {
 
 /// The lean subscriber's `clone_span` of a resource-related span.
 pub(crate) fn clone_span(id: u64) {
+    if role_of(id) != ROLE_RESOURCE {
+        // Clones of an async op's spans hold nothing (see `new_span`).
+        return;
+    }
     if let (Some(key), Some(table)) = (key_of(id), resources::existing()) {
         table.retain(key);
     }
@@ -267,12 +347,18 @@ pub(crate) fn clone_span(id: u64) {
 /// dropping it.
 pub(crate) fn try_close(id: u64) -> bool {
     let (Some(key), Some(table)) = (key_of(id), resources::existing()) else { return false };
-    if role_of(id) == ROLE_ASYNC_OP {
-        if let Some(task) = current_task() {
-            table.op_dropped(key, task);
+    match role_of(id) {
+        ROLE_RESOURCE => table.release(key),
+        ROLE_ASYNC_OP => {
+            if table.anyone_waits() {
+                if let Some(task) = current_task() {
+                    table.op_dropped(key, task);
+                }
+            }
+            false
         }
+        _ => false,
     }
-    table.release(key)
 }
 
 /// True if the lean subscriber should hand `event` to [`event`]: only
@@ -332,8 +418,12 @@ fn apply(table: &ResourceTable, key: u64, event: &Event<'_>) {
     let mut v = EventVisitor::default();
     event.record(&mut v);
     if let Some(ready) = v.is_ready {
-        if let Some(task) = current_task() {
-            table.polled(key, task, ready);
+        // A ready poll of a task that never waited (the common, uncontended
+        // case) has nothing to clear.
+        if !ready || table.anyone_waits() {
+            if let Some(task) = current_task() {
+                table.polled(key, task, ready);
+            }
         }
     } else if let Some(locked) = v.locked {
         table.set_locked(key, current_task(), locked);
@@ -363,7 +453,7 @@ pub(crate) mod layer {
     where
         S: tracing_core::Subscriber + for<'a> LookupSpan<'a>,
     {
-        if classify(attrs.metadata()) != Class::Resource {
+        if class(attrs.metadata()) != Class::Resource {
             return;
         }
         let Some(table) = resources::table() else { return };
@@ -384,7 +474,7 @@ pub(crate) mod layer {
         S: tracing_core::Subscriber + for<'a> LookupSpan<'a>,
     {
         let Some(table) = resources::existing() else { return };
-        if !matches!(classify(event.metadata()), Class::StateUpdate | Class::PollOp) {
+        if !matches!(class(event.metadata()), Class::StateUpdate | Class::PollOp) {
             return;
         }
         if let Some(key) = ctx.event_span(event).and_then(key_in_scope) {
@@ -402,7 +492,7 @@ pub(crate) mod layer {
             table.close(key);
             return;
         }
-        if classify(span.metadata()) == Class::AsyncOp {
+        if class(span.metadata()) == Class::AsyncOp {
             if let (Some(key), Some(task)) = (key_in_scope(span), current_task()) {
                 table.op_dropped(key, task);
             }

@@ -208,6 +208,10 @@ struct Waits {
     tasks: Box<[AtomicU64]>,
     keys: Box<[AtomicU64]>,
     mask: usize,
+    /// Entries in use, so that a ready poll or a dropped op can skip the
+    /// table when no task waits at all (written only when a wait starts or
+    /// ends).
+    live: AtomicU64,
 }
 
 const EMPTY: u64 = 0;
@@ -222,7 +226,7 @@ fn mix(id: u64) -> usize {
 impl Waits {
     fn new(len: usize) -> Self {
         let len = len.next_power_of_two();
-        Waits { tasks: zeroed(len), keys: zeroed(len), mask: len - 1 }
+        Waits { tasks: zeroed(len), keys: zeroed(len), mask: len - 1, live: AtomicU64::new(0) }
     }
 
     fn find(&self, task: u64) -> Option<usize> {
@@ -252,6 +256,7 @@ impl Waits {
                 && e.compare_exchange(current, task, AcqRel, Relaxed).is_ok()
             {
                 self.keys[i].store(key, Release);
+                self.live.fetch_add(1, Relaxed);
                 return true;
             }
             i = (i + 1) & self.mask;
@@ -265,6 +270,7 @@ impl Waits {
             if key.is_none_or(|k| self.keys[i].load(Relaxed) == k) {
                 self.keys[i].store(0, Relaxed);
                 self.tasks[i].store(TOMBSTONE, Release);
+                self.live.fetch_sub(1, Relaxed);
             }
         }
     }
@@ -464,6 +470,12 @@ impl ResourceTable {
         } else if self.waits.get(task) != Some(key) && !self.waits.set(task, key) {
             self.waits_dropped.fetch_add(1, Relaxed);
         }
+    }
+
+    /// True if some task may be waiting on some resource.
+    #[inline]
+    pub(crate) fn anyone_waits(&self) -> bool {
+        self.waits.live.load(Relaxed) != 0
     }
 
     /// An async op on the resource of `key` was dropped in `task`
