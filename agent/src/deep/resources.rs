@@ -593,7 +593,35 @@ fn type_str<S: serde::Serializer>(kind: &Kind, s: S) -> Result<S::Ok, S::Error> 
     s.serialize_str(kind.type_name())
 }
 
+/// A resource as a waiting task's JSON names it: without its list of
+/// waiters, which a semaphore with thousands of them would repeat on each.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ResourceRef<'a> {
+    pub(crate) id: u64,
+    #[serde(rename = "type")]
+    pub(crate) type_name: &'static str,
+    pub(crate) created_at: &'a str,
+    pub(crate) held_by: &'a [u64],
+    pub(crate) held_outside: bool,
+    pub(crate) more_holders: u64,
+    /// How many tasks wait on it, this one included.
+    pub(crate) waiting: usize,
+}
+
 impl Resource {
+    /// What a waiting task's JSON says of it.
+    pub(crate) fn as_ref(&self) -> ResourceRef<'_> {
+        ResourceRef {
+            id: self.id,
+            type_name: self.kind.type_name(),
+            created_at: &self.created_at,
+            held_by: &self.held_by,
+            held_outside: self.held_outside,
+            more_holders: self.more_holders,
+            waiting: self.waiters.len(),
+        }
+    }
+
     /// `tokio::sync::Mutex created at src/main.rs:40:17`
     pub(crate) fn describe(&self) -> String {
         format!("{} created at {}", self.kind.type_name(), self.created_at)

@@ -154,7 +154,7 @@ struct TaskJson<'a> {
     /// Deep mode: the tokio resource an idle task waits on, with its
     /// holders; absent when it waits on none.
     #[serde(skip_serializing_if = "Option::is_none")]
-    resource: Option<&'a crate::deep::resources::Resource>,
+    resource: Option<crate::deep::resources::ResourceRef<'a>>,
 }
 
 /// Live tasks by state and wait reason.
@@ -229,7 +229,7 @@ impl Serialize for TasksJson<'_> {
             parked_approximate: t.parked_stale,
             wakers: t.wakers,
             woken: t.woken,
-            resource: waits.get(&t.id).copied().filter(|_| t.state == State::Idle),
+            resource: waits.get(&t.id).filter(|_| t.state == State::Idle).map(|r| r.as_ref()),
         }))
     }
 }
