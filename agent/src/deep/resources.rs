@@ -684,9 +684,15 @@ impl Resources {
         self.waits.iter().filter_map(|&(t, k)| Some((t, self.get(k)?))).collect()
     }
 
-    /// The resources `task` holds.
-    pub(crate) fn held_by(&self, task: u64) -> impl Iterator<Item = &Resource> {
-        self.list.iter().filter(move |r| r.held_by.contains(&task))
+    /// An index from task id to the resources it holds.
+    pub(crate) fn hold_index(&self) -> HashMap<u64, Vec<&Resource>> {
+        let mut holds: HashMap<u64, Vec<&Resource>> = HashMap::new();
+        for r in &self.list {
+            for &task in &r.held_by {
+                holds.entry(task).or_default().push(r);
+            }
+        }
+        holds
     }
 }
 

@@ -138,6 +138,7 @@ pub(crate) fn per_task(snapshot: &Snapshot) -> String {
     let mut order: Vec<usize> = (0..snapshot.tasks.len()).collect();
     order.sort_unstable_by_key(|&i| snapshot.tasks[i].id);
     let waits = snapshot.resources.wait_index();
+    let holds = snapshot.resources.hold_index();
     for i in order {
         let t = &snapshot.tasks[i];
         let status = match (t.state, t.wait) {
@@ -145,7 +146,7 @@ pub(crate) fn per_task(snapshot: &Snapshot) -> String {
             (state, _) => state.as_str(),
         };
         let _ = writeln!(out, "task {} [{status}, {}]:", t.id, human(t.state_ms()));
-        resource_lines(&mut out, snapshot, &waits, t);
+        resource_lines(&mut out, &waits, &holds, t);
         // A running task's last parking place says nothing about now.
         let parked = if t.state == State::Idle { t.parked_at } else { None };
         let (lines, folded) = frames(snapshot, parked);
@@ -170,8 +171,8 @@ pub(crate) fn per_task(snapshot: &Snapshot) -> String {
 /// resources it holds.
 fn resource_lines(
     out: &mut String,
-    snapshot: &Snapshot,
     waits: &HashMap<u64, &crate::deep::resources::Resource>,
+    holds: &HashMap<u64, Vec<&crate::deep::resources::Resource>>,
     t: &crate::snapshot::Task,
 ) {
     if t.state == State::Idle {
@@ -184,7 +185,7 @@ fn resource_lines(
             let _ = writeln!(out, "\twaiting on {}{held}", r.describe());
         }
     }
-    for r in snapshot.resources.held_by(t.id) {
+    for r in holds.get(&t.id).into_iter().flatten() {
         let _ = writeln!(out, "\tholding {}", r.describe());
     }
 }
