@@ -11,6 +11,7 @@
 //! without a panic: then taskscope steps aside and says so in
 //! `agent.deep_problem`.
 
+mod deferred;
 #[cfg(feature = "deep")]
 mod events;
 mod keys;
@@ -126,11 +127,18 @@ pub(crate) fn fill(tasks: &mut [crate::snapshot::Task]) -> Vec<crate::snapshot::
         let Some(view) = views.get(&task.id) else { continue };
         task.wakers = Some(view.wakers);
         task.woken = Some(view.woken);
+        task.wakes = Some(view.wakes);
+        task.self_wakes = Some(view.self_wakes.min(view.wakes));
         if let Some(id) = view.parked {
             if let std::collections::hash_map::Entry::Vacant(entry) = stacks.entry(id) {
                 if let Some(addrs) = table.stacks.get(id) {
                     let frames: Vec<_> = addrs.iter().flat_map(|&a| crate::stacks::symbolize(a)).collect();
                     let reason = crate::stacks::wait_reason(&frames);
+                    // From now on, the scheduler's wakes of tasks parked
+                    // here count as self-wakes (see deferred.rs).
+                    if deferred::defers(&frames) {
+                        deferred::mark(id);
+                    }
                     entry.insert(crate::snapshot::Stack { id, reason, frames });
                 }
             }
@@ -164,17 +172,25 @@ pub(crate) fn resources_of(tasks: &mut [crate::snapshot::Task]) -> resources::Re
         return resources::Resources { tracked, ..Default::default() };
     };
     let mut view = resource_table.read();
-    let idle: std::collections::HashSet<u64> =
-        tasks.iter().filter(|t| t.state == crate::snapshot::State::Idle).map(|t| t.id).collect();
-    view.waits.retain(|(task, _)| idle.contains(task));
-    let waits = view.wait_index();
+    if view.waits.is_empty() {
+        return view;
+    }
+    // Only idle tasks wait: one woken and running again has moved on. The
+    // waits are few; the tasks may be a million.
+    let waiting: std::collections::HashMap<u64, u64> = view.waits.iter().copied().collect();
+    let mut idle = std::collections::HashSet::with_capacity(waiting.len());
     for task in tasks.iter_mut() {
-        let reason = waits.get(&task.id).and_then(|r| r.kind.wait_reason());
+        let Some(&key) = waiting.get(&task.id) else { continue };
+        if task.state != crate::snapshot::State::Idle {
+            continue;
+        }
+        idle.insert(task.id);
+        let reason = view.get(key).and_then(|r| r.kind.wait_reason());
         if let (Some(reason), true) = (reason, task.wait != Some("no waker")) {
             task.wait = Some(reason);
         }
     }
-    drop(waits);
+    view.waits.retain(|(task, _)| idle.contains(task));
     for r in &mut view.list {
         r.waiters.retain(|t| idle.contains(t));
     }
