@@ -179,6 +179,8 @@ fn resource_lines(
         if let Some(r) = waits.get(&t.id) {
             let held = match r.holders_text() {
                 Some(holders) => format!(", held by {holders}"),
+                // A barrier has no holder: its waiters wait for each other.
+                None if r.kind == crate::deep::resources::Kind::Barrier => String::new(),
                 None if !r.kind.holders_known() => " (its holders are not tracked)".to_string(),
                 None => String::new(),
             };
