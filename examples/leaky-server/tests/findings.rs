@@ -63,6 +63,13 @@ fn a_deadlock_flags_both_tasks_waiting_on_a_mutex() {
         assert_eq!(f["severity"], "warning");
         assert!(f["message"].as_str().unwrap().contains("mutex lock"), "{f}");
     }
+    // Deep mode also sees the cycle: each task holds the lock the other
+    // waits for, a critical deadlock naming both tasks and both locks.
+    let (f, _) = wait_for(&server, "deadlock", "examples/leaky-server/src/main.rs:");
+    assert_eq!(f["severity"], "critical");
+    assert_eq!(f["task_ids"].as_array().unwrap().len(), 2, "{f}");
+    let message = f["message"].as_str().unwrap();
+    assert!(message.contains("tokio::sync::Mutex created at examples/leaky-server/src/main.rs:"), "{message}");
 }
 
 #[test]
