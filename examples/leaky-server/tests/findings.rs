@@ -69,7 +69,8 @@ fn a_deadlock_flags_both_tasks_waiting_on_a_mutex() {
     assert_eq!(f["severity"], "critical");
     assert_eq!(f["task_ids"].as_array().unwrap().len(), 2, "{f}");
     let message = f["message"].as_str().unwrap();
-    assert!(message.contains("tokio::sync::Mutex created at examples/leaky-server/src/main.rs:"), "{message}");
+    let lock = "tokio::sync::Mutex created at examples/leaky-server/src/main.rs:";
+    assert!(message.contains(lock), "{message}");
 }
 
 #[test]
