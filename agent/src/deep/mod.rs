@@ -208,6 +208,9 @@ pub(crate) fn arm(capacity: u32) {
         return;
     }
     table_or_init(capacity);
+    // Read `TASKSCOPE_RESOURCES` now: a bad value is reported through
+    // `tracing`, which must not happen inside the subscriber's callbacks.
+    resources::enabled_by_env();
     ARMED.store(true, Release);
 }
 
@@ -294,6 +297,9 @@ where
         return None;
     }
     LAYER_BUILT.store(true, Release);
+    // As in `arm`: a bad `TASKSCOPE_RESOURCES` is reported here, not from
+    // inside the layer's callbacks.
+    resources::enabled_by_env();
     let capacity = match crate::tasks::registry() {
         Some(r) => r.capacity.tasks,
         None => crate::config::capacity_from_env().tasks,
