@@ -208,9 +208,11 @@ pub(crate) fn arm(capacity: u32) {
         return;
     }
     table_or_init(capacity);
-    // Read `TASKSCOPE_RESOURCES` now: a bad value is reported through
-    // `tracing`, which must not happen inside the subscriber's callbacks.
-    resources::enabled_by_env();
+    // Read `TASKSCOPE_RESOURCES` and `TASKSCOPE_MAX_RESOURCES` now (and
+    // make the resource table, from zeroed memory): a bad value is reported
+    // through `tracing`, which must not happen inside the subscriber's
+    // callbacks.
+    resources::table();
     ARMED.store(true, Release);
 }
 
@@ -297,9 +299,9 @@ where
         return None;
     }
     LAYER_BUILT.store(true, Release);
-    // As in `arm`: a bad `TASKSCOPE_RESOURCES` is reported here, not from
-    // inside the layer's callbacks.
-    resources::enabled_by_env();
+    // As in `arm`: a bad `TASKSCOPE_RESOURCES` or `TASKSCOPE_MAX_RESOURCES`
+    // is reported here, not from inside the layer's callbacks.
+    resources::table();
     let capacity = match crate::tasks::registry() {
         Some(r) => r.capacity.tasks,
         None => crate::config::capacity_from_env().tasks,

@@ -503,7 +503,8 @@ impl ResourceTable {
     /// A copy for a snapshot: the resources that are held or waited on (at
     /// most [`LISTED`]), and what each waiting task waits on.
     pub(crate) fn read(&self) -> Resources {
-        let waits = self.waits.read();
+        // The wait table is scanned only when some task waits.
+        let waits = if self.anyone_waits() { self.waits.read() } else { Vec::new() };
         let mut waiters: HashMap<u64, Vec<u64>> = HashMap::new();
         for &(task, key) in &waits {
             waiters.entry(key).or_default().push(task);
@@ -707,7 +708,8 @@ pub(crate) fn table() -> Option<&'static ResourceTable> {
     Some(TABLE.get_or_init(|| ResourceTable::new(capacity_from_env(), WAITS)))
 }
 
-/// The table if any resource has reached it.
+/// The table, if it has been made (when deep mode was armed, its layer made,
+/// or a resource seen).
 pub(crate) fn existing() -> Option<&'static ResourceTable> {
     TABLE.get()
 }
