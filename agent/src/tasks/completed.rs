@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::*};
 
-use super::sites::SHARDS;
+use super::sites::{SHARDS, SHARED};
 use super::slab::zeroed_slots;
 
 #[derive(Debug, Default)]
@@ -41,10 +41,13 @@ pub(crate) struct Ring {
 }
 
 impl Ring {
-    /// Keeps about `capacity` tasks in all (rounded up to a multiple of the
-    /// shard count); 0 keeps none.
+    /// Keeps about `capacity` tasks in all (each shard's share rounded up to
+    /// a power of two); 0 keeps none.
     pub(crate) fn new(capacity: usize) -> Self {
-        let per_shard = capacity.div_ceil(SHARDS);
+        let per_shard = match capacity {
+            0 => 0,
+            n => n.div_ceil(SHARDS).next_power_of_two(),
+        };
         Ring {
             entries: zeroed_slots(per_shard * SHARDS),
             per_shard,
@@ -58,8 +61,16 @@ impl Ring {
             return;
         }
         let shard = shard % SHARDS;
-        let n = self.cursors[shard].0.fetch_add(1, Relaxed) as usize;
-        let e = &self.entries[shard * self.per_shard + n % self.per_shard];
+        let cursor = &self.cursors[shard].0;
+        // A shard owned by one thread needs no atomic add (see `SHARED`).
+        let n = if shard < SHARED {
+            let n = cursor.load(Relaxed);
+            cursor.store(n + 1, Relaxed);
+            n
+        } else {
+            cursor.fetch_add(1, Relaxed)
+        } as usize;
+        let e = &self.entries[shard * self.per_shard + (n & (self.per_shard - 1))];
         e.id.store(0, Release);
         e.spawned.store(task.spawned, Relaxed);
         e.ended_ms.store(task.ended_ms, Relaxed);
@@ -108,7 +119,7 @@ mod tests {
 
     #[test]
     fn keeps_the_most_recent_tasks_up_to_its_capacity() {
-        let ring = Ring::new(16);
+        let ring = Ring::new(32);
         for id in 1..=100 {
             ring.push(0, task(id));
         }

@@ -5,10 +5,11 @@
 //! for later consumers such as the heap sampler.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::*};
 use std::sync::OnceLock;
 
 use super::registry::Registry;
+use super::sites::{SHARDS, SHARED};
 use super::slab::Cache;
 
 static REGISTRY: OnceLock<Registry> = OnceLock::new();
@@ -33,8 +34,19 @@ fn init_registry() -> &'static Registry {
 /// Per-thread state of the hooks that needs a destructor.
 struct Local {
     cache: Cell<Cache>,
+    /// A counter shard this thread owns, or [`SHARED`].
     shard: usize,
 }
+
+/// Which of the ownable shards a thread holds.
+static OWNED: [AtomicBool; SHARED] = [const { AtomicBool::new(false) }; SHARED];
+
+/// Takes a free shard for this thread, or the shared one.
+fn claim_shard() -> usize {
+    (0..SHARED).find(|&i| OWNED[i].compare_exchange(false, true, Acquire, Relaxed).is_ok()).unwrap_or(SHARED)
+}
+
+const _: () = assert!(SHARED == SHARDS - 1);
 
 /// The task being polled on a thread. Kept in a `const` thread-local with no
 /// destructor, so that it can be read from anywhere, the allocator included.
@@ -64,16 +76,14 @@ impl Drop for Local {
             let mut cache = self.cache.take();
             r.flush(&mut cache);
         }
+        if self.shard < SHARED {
+            OWNED[self.shard].store(false, Release);
+        }
     }
 }
 
-static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
-
 thread_local! {
-    static LOCAL: Local = Local {
-        cache: Cell::new(Cache::default()),
-        shard: NEXT_SHARD.fetch_add(1, Relaxed),
-    };
+    static LOCAL: Local = Local { cache: Cell::new(Cache::default()), shard: claim_shard() };
 }
 
 /// Runs `f` with this thread's cache; falls back to a temporary cache (and
@@ -91,7 +101,7 @@ fn with_cache<R>(r: &Registry, f: impl FnOnce(&mut Cache, usize) -> R) -> R {
         Ok(out) => out,
         Err(_) => {
             let mut cache = Cache::default();
-            let out = (f.take().expect("not called yet"))(&mut cache, 0);
+            let out = (f.take().expect("not called yet"))(&mut cache, SHARED);
             r.flush(&mut cache);
             out
         }
@@ -226,6 +236,28 @@ pub fn instrument(builder: &mut tokio::runtime::Builder) -> &mut tokio::runtime:
 #[cfg(all(test, tokio_unstable))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn threads_alive_at_once_never_own_the_same_shard() {
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(6));
+        let threads: Vec<_> = (0..6)
+            .map(|_| {
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    let shard = LOCAL.with(|l| l.shard);
+                    barrier.wait();
+                    shard
+                })
+            })
+            .collect();
+        let shards: Vec<usize> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        let owned: Vec<usize> = shards.iter().copied().filter(|&s| s != SHARED).collect();
+        let distinct: std::collections::BTreeSet<usize> = owned.iter().copied().collect();
+        assert_eq!(owned.len(), distinct.len(), "{shards:?}");
+        // Their shards were given back when they exited.
+        let again = std::thread::spawn(|| LOCAL.with(|l| l.shard)).join().unwrap();
+        assert!(again < SHARED, "a free shard was not reused");
+    }
 
     #[test]
     fn the_id_hasher_recovers_tokio_ids() {

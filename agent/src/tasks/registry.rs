@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering::*};
 
 use super::completed::{Completed, Ring};
 use super::index::Index;
-use super::sites::{SiteCounts, Sites};
+use super::sites::{bump, SiteCounts, Sites};
 use super::slab::{zeroed_slots, Cache, Slab, Slot, RUNNING, SITE_SHIFT, TIME_MASK};
 
 /// The largest direct-mapped window: 65,536 slots, 2.5 MiB of address space
@@ -112,7 +112,7 @@ impl Registry {
             } else {
                 self.spawn_overflow(cache, id, spawned, now)?
             };
-        self.sites.counter(shard, site).spawned.fetch_add(1, Relaxed);
+        bump(&self.sites.counter(shard, site).spawned, shard);
         Some(reference)
     }
 
@@ -224,7 +224,7 @@ impl Registry {
             Some(slot_index) => self.slab.free(cache, slot_index),
             None => slot.id.store(0, Release),
         }
-        self.sites.counter(shard, site).completed.fetch_add(1, Relaxed);
+        bump(&self.sites.counter(shard, site).completed, shard);
     }
 
     /// Returns a thread's free slots when it exits.
@@ -295,7 +295,7 @@ mod tests {
     use super::*;
 
     fn registry() -> Registry {
-        Registry::new(Capacity { tasks: 64, sites: 8, completed: 16 })
+        Registry::new(Capacity { tasks: 64, sites: 8, completed: 32 })
     }
 
     #[test]
@@ -383,7 +383,7 @@ mod tests {
         r.terminate(&mut cache, 0, 131, 40);
         r.terminate(&mut cache, 0, 195, 40);
         assert!(r.tasks().is_empty());
-        // Each shard's ring holds the capacity over the shards; here 2.
+        // Each shard's ring holds its share of the capacity; here 2.
         let mut done: Vec<_> = r.completed().iter().map(|c| c.id).collect();
         done.sort();
         assert_eq!(done, [131, 195]);
