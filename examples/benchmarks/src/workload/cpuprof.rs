@@ -41,7 +41,7 @@ impl Plan {
     /// otherwise the runner's hint is used, else `default` seconds.
     pub fn start(&self, app: &App, known: Option<f64>, default: u64) -> Result<Running, Error> {
         let addr = app.agent_addr().ok_or("a CPU profile needs a serving taskscope agent (a deep build)")?;
-        let secs = known.map(|k| k.ceil() as u64 + 2).or(self.hint).unwrap_or(default).max(1);
+        let secs = known.map(|k| k.ceil() as u64 + 1).or(self.hint).unwrap_or(default).max(1);
         if timer_armed() {
             return Err("a CPU profile is already running".into());
         }

@@ -105,8 +105,8 @@ pub fn run(app: &App, name: &str, sizes: &Sizes) -> Result<Value, Error> {
         Some(plan) => {
             // The length of the timed part, for the workloads that know it.
             let known = match name {
-                "http" => Some(http_secs as f64 + 1.0),
-                "idle" => Some(idle_secs as f64 + 1.0),
+                "http" => Some(http_secs as f64 + 0.5),
+                "idle" => Some(idle_secs as f64 + 0.5),
                 _ => None,
             };
             let default = if sizes.quick { 5 } else { 30 };
