@@ -9,7 +9,14 @@ use std::sync::atomic::{AtomicBool, Ordering::*};
 use tracing_core::field::{Field, Visit};
 use tracing_core::Metadata;
 
-use super::table::{DeepSlot, DeepTable, ONE_WAKE, PARKED_STALE, PARKED_TICK_MASK, PARKED_TICK_SHIFT};
+use super::table::{
+    DeepSlot, DeepTable, ONE_WAKE, PARKED_STACK_MASK, PARKED_STALE, PARKED_STREAK_MASK, PARKED_STREAK_SHIFT,
+    PARKED_TICK_MASK, PARKED_TICK_SHIFT,
+};
+
+/// Captures in a row at the same place before a task's later parks within
+/// the same millisecond are skipped.
+const STEADY: u64 = 4;
 use crate::stacks::{capture, MAX_FRAMES};
 use crate::tasks::Cache;
 
@@ -117,7 +124,10 @@ pub(super) fn note_spawn() {
 /// count share a word (see [`DeepSlot::wakers`]).
 #[inline]
 pub(super) fn waker(table: &DeepTable, slot: &DeepSlot, span: u64, op: Op) {
-    let own_poll = POLLING.try_with(|p| p.get() == span).unwrap_or(false);
+    // The span being polled on this thread: 0 in the scheduler's own loop
+    // (the driver, the defer list), `u64::MAX` if unknown.
+    let polling = POLLING.try_with(Cell::get).unwrap_or(u64::MAX);
+    let own_poll = polling == span;
     match op {
         Op::Clone => {
             slot.wakers.fetch_add(1, Relaxed);
@@ -133,8 +143,15 @@ pub(super) fn waker(table: &DeepTable, slot: &DeepSlot, span: u64, op: Op) {
             let delta = if op == Op::Wake { ONE_WAKE - 1 } else { ONE_WAKE };
             slot.wakers.fetch_add(delta, Relaxed);
             slot.woken.store(1, Relaxed);
-            if own_poll {
-                // Only the thread polling the task gets here: one writer.
+            // A self-wake: made inside the task's own poll, or a wake from
+            // the scheduler's loop of a task whose own poll handed its waker
+            // to the defer list (`yield_now`; see deferred.rs).
+            if own_poll || (polling == 0 && super::deferred::parked_at(slot.parked.load(Relaxed))) {
+                // One writer: the thread polling the task, or the worker
+                // that polled it waking it from its defer list. (Another
+                // thread outside any poll could race with it only for a
+                // task that parked at a yield and at something else at
+                // once; a lost increment then undercounts.)
                 slot.self_wakes.store(slot.self_wakes.load(Relaxed) + 1, Relaxed);
             }
         }
@@ -143,10 +160,11 @@ pub(super) fn waker(table: &DeepTable, slot: &DeepSlot, span: u64, op: Op) {
 }
 
 /// The task cloned its waker inside its own poll: it is parking here, so
-/// record where, at most once per coarse-clock millisecond per task. A task
-/// that parks again within the same millisecond (a busy loop through the
-/// executor) keeps the earlier stack, marked [`PARKED_STALE`]: walking and
-/// interning a stack on every poll would cost more than the poll.
+/// record where. Walking and interning a stack on every poll would cost more
+/// than the poll, so a task that has parked at the same place [`STEADY`]
+/// times in a row (a busy loop through the executor) is captured at most
+/// once per coarse-clock millisecond; a park skipped that way marks the kept
+/// stack [`PARKED_STALE`] (probably, not certainly, still where it parks).
 #[inline]
 fn park(table: &DeepTable, slot: &DeepSlot) {
     park_at(table, slot, crate::clock::coarse_ms() & PARKED_TICK_MASK);
@@ -156,23 +174,28 @@ fn park(table: &DeepTable, slot: &DeepSlot) {
 fn park_at(table: &DeepTable, slot: &DeepSlot, tick: u64) {
     let parked = slot.parked.load(Relaxed);
     // Tick 0: the agent's clock is not running, so nothing is throttled.
-    if tick != 0 && parked != 0 && (parked >> PARKED_TICK_SHIFT) & PARKED_TICK_MASK == tick {
+    let streak = (parked >> PARKED_STREAK_SHIFT) & PARKED_STREAK_MASK;
+    if tick != 0 && streak >= STEADY && (parked >> PARKED_TICK_SHIFT) & PARKED_TICK_MASK == tick {
         if parked & PARKED_STALE == 0 {
             // Only the polling thread writes `parked`.
             slot.parked.store(parked | PARKED_STALE, Relaxed);
         }
         return;
     }
-    capture_parked(table, slot, tick);
+    capture_parked(table, slot, parked, tick);
 }
 
 #[cold]
 #[inline(never)]
-fn capture_parked(table: &DeepTable, slot: &DeepSlot, tick: u64) {
+fn capture_parked(table: &DeepTable, slot: &DeepSlot, parked: u64, tick: u64) {
     let mut frames = [0usize; MAX_FRAMES];
     let n = capture(&mut frames);
-    let stack = table.stacks.intern(&frames[..n]).map_or(0, |s| s as u64 + 1);
-    slot.parked.store((tick << PARKED_TICK_SHIFT) | stack, Relaxed);
+    let stack = table.stacks.intern(&frames[..n]).map_or(0, |s| s as u64 + 1) & PARKED_STACK_MASK;
+    let streak = match (parked >> PARKED_STREAK_SHIFT) & PARKED_STREAK_MASK {
+        s if stack != 0 && stack == parked & PARKED_STACK_MASK => (s + 1).min(PARKED_STREAK_MASK),
+        _ => 0,
+    };
+    slot.parked.store((tick << PARKED_TICK_SHIFT) | (streak << PARKED_STREAK_SHIFT) | stack, Relaxed);
 }
 
 /// A poll of the task whose span is `span` begins.
@@ -200,30 +223,29 @@ mod tests {
     use crate::tasks::Cache;
 
     #[test]
-    fn a_stack_is_taken_once_a_tick_and_a_second_park_marks_it_stale() {
+    fn a_steady_stack_is_taken_once_a_tick_and_a_skipped_park_marks_it_stale() {
         let table = DeepTable::new(4);
         let span = table.open(&mut Cache::default(), 7).unwrap();
         let slot = table.get(span).unwrap();
         let view = |t: &DeepTable| t.read()[0].1;
 
-        park_at(&table, slot, 5);
-        let first = view(&table);
-        assert!(first.parked.is_some(), "the first park takes a stack");
-        assert!(!first.parked_stale);
-
-        park_at(&table, slot, 5);
-        let again = view(&table);
-        assert_eq!(again.parked, first.parked, "no second walk within the tick");
-        assert!(again.parked_stale, "the kept stack may be out of date");
-
-        park_at(&table, slot, 6);
-        let next = view(&table);
-        assert!(next.parked.is_some());
-        assert!(!next.parked_stale, "a new tick takes a fresh stack");
-
-        // Without a running clock (tick 0) every park takes a stack.
-        park_at(&table, slot, 0);
-        park_at(&table, slot, 0);
-        assert!(!view(&table).parked_stale);
+        // One call site, so that every park has the same stack.
+        let ticks = [5, 5, 5, 5, 5, 5, 5, 6, 6, 0, 0];
+        let views: Vec<_> = ticks
+            .iter()
+            .map(|&tick| {
+                park_at(&table, slot, tick);
+                view(&table)
+            })
+            .collect();
+        let first = views[0].parked;
+        assert!(first.is_some(), "the first park takes a stack");
+        assert!(views.iter().all(|v| v.parked == first));
+        let stale: Vec<bool> = views.iter().map(|v| v.parked_stale).collect();
+        // The first STEADY + 1 parks are taken (until the same place has been
+        // seen STEADY times in a row); later ones in the same tick are
+        // skipped and mark the stack stale; a new tick takes it again, as
+        // does every park without a running clock (tick 0).
+        assert_eq!(stale, [false, false, false, false, false, true, true, false, true, false, false]);
     }
 }

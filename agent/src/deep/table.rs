@@ -29,9 +29,10 @@ pub(crate) struct DeepSlot {
     /// 1 when woken since its last poll started.
     pub(crate) woken: AtomicU64,
     /// Where the task parked: the stack id + 1 of its last waker clone made
-    /// inside its own poll (0: none), the coarse-clock tick of that capture
-    /// at [`PARKED_TICK_SHIFT`], and [`PARKED_STALE`] if it has parked again
-    /// since, within the same tick, without a new capture.
+    /// inside its own poll (0: none; [`PARKED_STACK_MASK`]), how many
+    /// captures in a row found that same stack ([`PARKED_STREAK_SHIFT`]),
+    /// the coarse-clock tick of the capture ([`PARKED_TICK_SHIFT`]), and
+    /// [`PARKED_STALE`] if it has parked again since without a new capture.
     pub(crate) parked: AtomicU64,
     /// Not used while the task lives; the slab's free-list link otherwise.
     pub(crate) spare: AtomicU64,
@@ -58,8 +59,13 @@ impl Entry for DeepSlot {
 
 /// One wake, in [`DeepSlot::wakers`].
 pub(crate) const ONE_WAKE: u64 = 1 << 32;
+/// [`DeepSlot::parked`]: the stack id + 1, 24 bits.
+pub(crate) const PARKED_STACK_MASK: u64 = (1 << 24) - 1;
+/// [`DeepSlot::parked`]: captures in a row that found the same stack, to 15.
+pub(crate) const PARKED_STREAK_SHIFT: u32 = 24;
+pub(crate) const PARKED_STREAK_MASK: u64 = 0xf;
 /// [`DeepSlot::parked`]: the capture's tick, 31 bits of coarse-clock ms.
-pub(crate) const PARKED_TICK_SHIFT: u32 = 32;
+pub(crate) const PARKED_TICK_SHIFT: u32 = 28;
 pub(crate) const PARKED_TICK_MASK: u64 = (1 << 31) - 1;
 /// [`DeepSlot::parked`]: the task parked again after the stack was taken.
 pub(crate) const PARKED_STALE: u64 = 1 << 63;
@@ -215,7 +221,7 @@ impl DeepTable {
                 DeepView {
                     wakers,
                     woken: slot.woken.load(Relaxed) != 0,
-                    parked: (parked & 0xffff_ffff).checked_sub(1).map(|p| p as u32),
+                    parked: (parked & PARKED_STACK_MASK).checked_sub(1).map(|p| p as u32),
                     parked_stale: parked & PARKED_STALE != 0,
                     wakes,
                     self_wakes: slot.self_wakes.load(Relaxed),
