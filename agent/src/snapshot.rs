@@ -51,6 +51,11 @@ pub(crate) struct Task {
     pub(crate) wakers: Option<i64>,
     /// Deep mode: woken since its last poll, so it is scheduled to run.
     pub(crate) woken: Option<bool>,
+    /// Deep mode: times its waker was woken, and how many of those wakes
+    /// the task made itself: inside its own poll, or handed to the
+    /// scheduler's defer list by its own poll (`yield_now`).
+    pub(crate) wakes: Option<u64>,
+    pub(crate) self_wakes: Option<u64>,
 }
 
 impl Task {
@@ -288,6 +293,8 @@ pub(crate) fn take(registry: Option<&Registry>, runtime: Option<&tokio::runtime:
                 parked_stale: false,
                 wakers: None,
                 woken: None,
+                wakes: None,
+                self_wakes: None,
             }
         })
         .collect();
@@ -430,6 +437,8 @@ pub(crate) fn fixture() -> Snapshot {
         parked_stale: false,
         wakers: None,
         woken: None,
+        wakes: None,
+        self_wakes: None,
     };
     let site = |id, location: &str, live, running, spawned, peak_live| Site {
         id,

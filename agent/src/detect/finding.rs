@@ -10,8 +10,6 @@ pub(crate) enum Kind {
     BlockedWorker,
     LostWaker,
     Deadlock,
-    // Part of the JSON contract; no detector reports it yet.
-    #[allow(dead_code)]
     BusySelfWake,
     HeapGrowth,
 }

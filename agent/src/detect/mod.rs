@@ -9,6 +9,7 @@
 //! per task, so that a thousand leaked tasks read as one line.
 
 mod blocked;
+mod busy;
 mod deadlock;
 mod finding;
 mod leak;
@@ -53,6 +54,7 @@ pub(crate) fn run(snapshot: &Snapshot, settings: &Settings) -> Vec<Finding> {
     findings.extend(stuck::detect(snapshot, settings));
     findings.extend(blocked::detect(snapshot, settings));
     findings.extend(leak::detect(snapshot));
+    findings.extend(busy::detect(snapshot));
     // The heap's growth detector runs when the snapshot reads the heap (it
     // needs the per-site history); its results become findings here.
     findings.extend(snapshot.heap.growth.iter().map(crate::heap::growth::HeapGrowth::finding));

@@ -70,6 +70,8 @@ impl Builder {
             parked_stale: false,
             wakers: None,
             woken: None,
+            wakes: None,
+            self_wakes: None,
         });
         id
     }

@@ -151,6 +151,9 @@ struct TaskJson<'a> {
     parked_approximate: bool,
     wakers: Option<i64>,
     woken: Option<bool>,
+    /// Deep mode: wakes of its waker, and those the task made itself.
+    wakes: Option<u64>,
+    self_wakes: Option<u64>,
     /// Deep mode: the tokio resource an idle task waits on, with its
     /// holders; absent when it waits on none.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -229,6 +232,8 @@ impl Serialize for TasksJson<'_> {
             parked_approximate: t.parked_stale,
             wakers: t.wakers,
             woken: t.woken,
+            wakes: t.wakes,
+            self_wakes: t.self_wakes,
             resource: waits.get(&t.id).filter(|_| t.state == State::Idle).map(|r| r.as_ref()),
         }))
     }

@@ -124,6 +124,8 @@ fn classify(frame: &Frame) -> Option<&'static str> {
             Some("io wait")
         } else if tokio("/src/macros/") {
             Some("select")
+        } else if tokio("/src/task/yield_now.rs") || tokio("/src/runtime/scheduler/defer.rs") {
+            Some("yield")
         } else {
             None
         };
@@ -153,6 +155,8 @@ fn classify(frame: &Frame) -> Option<&'static str> {
         "io wait"
     } else if has("tokio::macros::support") {
         "select"
+    } else if has("tokio::task::yield_now") || has("scheduler::defer::Defer") {
+        "yield"
     } else {
         return None;
     })
@@ -191,6 +195,12 @@ mod tests {
             frame("app::main::{{closure}}", true),
         ];
         assert_eq!(wait_reason(&stack), "io wait");
+        let stack = [
+            frame("tokio::runtime::scheduler::defer::Defer::defer", false),
+            frame("tokio::task::yield_now::yield_now::{{closure}}", false),
+            frame("app::spin::{{closure}}", true),
+        ];
+        assert_eq!(wait_reason(&stack), "yield");
         assert_eq!(wait_reason(&[frame("app::f", true)]), "idle");
         assert_eq!(wait_reason(&[]), "idle");
     }
