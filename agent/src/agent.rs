@@ -276,6 +276,7 @@ fn serve(listener: std::net::TcpListener, router: axum::Router, stopped: tokio::
         tokio::select! {
             () = http::server::serve(listener, router) => {}
             _ = watch_dropped() => {}
+            () = http::trim::after_answers() => {}
             _ = stopped => {}
         }
     });

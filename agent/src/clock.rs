@@ -44,14 +44,23 @@ pub(crate) fn start_ticker(on_second: fn()) {
     NOW_MS.store(precise_ms(), Relaxed);
     let spawned = std::thread::Builder::new().name("taskscope-clock".into()).spawn(move || {
         let mut next_second = 1000;
+        let mut last_report: Option<u64> = None;
         loop {
             let now = epoch.elapsed().as_millis() as u64;
             NOW_MS.store(now, Relaxed);
             if now >= next_second {
                 next_second = now + 1000;
-                // A bug in sampling must not stop the clock.
-                if std::panic::catch_unwind(on_second).is_err() {
+                // A bug in sampling must not stop the clock. Every panic is
+                // counted; the first is reported, then at most one an hour.
+                if let Err(payload) = std::panic::catch_unwind(once_a_second(on_second)) {
                     crate::health::count_panic();
+                    if last_report.is_none_or(|at| now >= at + 3_600_000) {
+                        last_report = Some(now);
+                        crate::health::report_panic_uncounted(
+                            "the clock thread's once-a-second work",
+                            &*payload,
+                        );
+                    }
                 }
             }
             std::thread::sleep(TICK);
@@ -60,6 +69,21 @@ pub(crate) fn start_ticker(on_second: fn()) {
     if let Err(err) = spawned {
         TICKER_STARTED.store(false, Relaxed);
         crate::watch::error(format_args!("could not start the clock thread: {err}; task times will read 0"));
+    }
+}
+
+/// Set by tests: the next once-a-second work panics.
+#[cfg(test)]
+static PANIC_NEXT_SECOND: AtomicBool = AtomicBool::new(false);
+
+/// `on_second`, made to panic once when a test asks for it.
+fn once_a_second(on_second: fn()) -> impl FnOnce() + std::panic::UnwindSafe {
+    move || {
+        #[cfg(test)]
+        if PANIC_NEXT_SECOND.swap(false, Relaxed) {
+            panic!("deliberate panic in the ticker");
+        }
+        on_second()
     }
 }
 
@@ -106,5 +130,28 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         assert!(coarse_ms() > before, "clock stuck at {before} for 10 s");
+    }
+
+    /// A panic in the ticker's once-a-second work is caught and counted,
+    /// and the clock runs on.
+    #[test]
+    fn a_panic_in_the_ticker_is_counted_and_the_clock_runs_on() {
+        start_ticker(|| {});
+        let panics = crate::health::panics();
+        PANIC_NEXT_SECOND.store(true, Relaxed);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while PANIC_NEXT_SECOND.load(Relaxed) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(!PANIC_NEXT_SECOND.load(Relaxed), "the ticker did not run its once-a-second work");
+        while crate::health::panics() == panics && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(crate::health::panics() > panics, "the ticker's panic was not counted");
+        let after = coarse_ms();
+        while coarse_ms() == after && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(coarse_ms() > after, "the clock stopped after the ticker's panic");
     }
 }

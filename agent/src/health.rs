@@ -16,6 +16,12 @@ pub(crate) fn count_panic() {
 /// `tracing` or on stderr) with its message; the agent and the app run on.
 pub(crate) fn report_panic(context: impl std::fmt::Display, payload: &(dyn std::any::Any + Send)) {
     count_panic();
+    report_panic_uncounted(context, payload);
+}
+
+/// Reports a panic already counted with [`count_panic`] (for code that
+/// counts every panic but reports only some).
+pub(crate) fn report_panic_uncounted(context: impl std::fmt::Display, payload: &(dyn std::any::Any + Send)) {
     crate::watch::error(format_args!(
         "{context} panicked: {}; the panic was caught and counted, the agent runs on",
         panic_message(payload)

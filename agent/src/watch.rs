@@ -92,7 +92,7 @@ static DROPPED: [Dropped; 4] = [
     Dropped {
         read: || crate::tasks::registry().map_or(0, |r| r.sites.overflowed.load(Relaxed)),
         seen: AtomicU64::new(0),
-        what: "spawns were counted under <other> because the spawn-site table is full \
+        what: "spawn sites were counted under <other> because the spawn-site table is full \
                (raise TASKSCOPE_MAX_SITES)",
     },
     Dropped {

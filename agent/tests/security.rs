@@ -267,14 +267,11 @@ fn slow_and_surplus_connections_are_closed() {
         .collect();
     std::thread::sleep(Duration::from_millis(300));
     let started = Instant::now();
+    // Refused, not queued: a queued connection would get a 200 once the
+    // slow ones time out.
     let surplus = raw(addr, b"GET /debug/pprof/ HTTP/1.1\r\nhost: x\r\n\r\n", Duration::from_secs(5));
     assert_eq!(status_of(&surplus), "503", "{surplus:?}");
     assert!(surplus.ends_with("too many connections to the taskscope endpoint: retry later\n"), "{surplus}");
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "the surplus connection waited {:?}",
-        started.elapsed()
-    );
 
     // The server closes every slow connection after its header timeout (10 s).
     for s in &mut slow {
@@ -298,6 +295,76 @@ fn slow_and_surplus_connections_are_closed() {
     assert_eq!(status_of(&ok), "200", "{ok}");
 }
 
+/// Slowloris: clients that send their request's head a byte at a time,
+/// never finishing it, are cut off by the header timeout, which runs from
+/// the first byte and is not reset by each new one; meanwhile the server
+/// answers others. Without that, each would hold its connection for as long
+/// as it kept trickling (here up to 60 s, far beyond the 10 s limit).
+#[test]
+fn clients_that_trickle_their_headers_byte_by_byte_are_cut_off() {
+    let served = Served::start();
+    let addr = served.addr();
+    const TRICKLERS: usize = 4;
+    // Bytes a trickler sends at most: a byte every 200 ms for 60 s, all of
+    // it within the 16 KiB head limit, so only the timeout can end it.
+    const BUDGET: usize = 300;
+    let tricklers: Vec<_> = (0..TRICKLERS)
+        .map(|_| {
+            std::thread::spawn(move || -> Result<usize, String> {
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.write_all(b"GET /debug/pprof/ HTTP/1.1\r\nhost: x\r\nx-slow: ").unwrap();
+                s.set_nonblocking(true).unwrap();
+                for sent in 0..BUDGET {
+                    std::thread::sleep(Duration::from_millis(200));
+                    if s.write(b"a").is_err() {
+                        return Ok(sent);
+                    }
+                    let mut buf = [0u8; 256];
+                    match s.read(&mut buf) {
+                        Ok(0) => return Ok(sent),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(_) => return Ok(sent),
+                        Ok(n) => {
+                            return Err(format!(
+                                "the server answered an unfinished head: {:?}",
+                                String::from_utf8_lossy(&buf[..n])
+                            ))
+                        }
+                    }
+                }
+                Err(format!("still connected after trickling {BUDGET} bytes"))
+            })
+        })
+        .collect();
+    // The server is not pinned by them: it answers while they trickle.
+    std::thread::sleep(Duration::from_millis(500));
+    let ok = raw(
+        addr,
+        format!("GET /debug/pprof/ HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {TOKEN}\r\nconnection: close\r\n\r\n")
+            .as_bytes(),
+        Duration::from_secs(20),
+    );
+    assert_eq!(status_of(&ok), "200", "{ok}");
+    for t in tricklers {
+        let sent = t.join().unwrap().unwrap_or_else(|e| panic!("{e}"));
+        assert!(sent > 0, "closed before the first trickled byte");
+    }
+    // And they were counted as slow clients.
+    let json = raw(
+        addr,
+        format!(
+            "GET /debug/taskscope/api/snapshot?limit=0 HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {TOKEN}\r\nconnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+        Duration::from_secs(20),
+    );
+    assert_eq!(status_of(&json), "200", "{json}");
+    let body = &json[json.find("\r\n\r\n").unwrap() + 4..];
+    let json: serde_json::Value = serde_json::from_str(body).unwrap();
+    let slow = json["agent"]["http"]["slow_clients"].as_u64().unwrap();
+    assert!(slow >= TRICKLERS as u64, "slow_clients = {slow}");
+}
+
 /// At most 16 requests run at once; the 17th is refused at once with a 503
 /// and `Retry-After`, not queued behind the others.
 #[test]
@@ -314,7 +381,8 @@ fn requests_beyond_the_in_flight_limit_get_a_503_over_http() {
         })
         .collect();
     std::thread::sleep(Duration::from_millis(1_000));
-    let started = Instant::now();
+    // Refused at once, not queued: a queued request would get a 200 once
+    // one of the 3-second deltas is done.
     let refused = raw(
         addr,
         format!("GET /debug/pprof/ HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {TOKEN}\r\nconnection: close\r\n\r\n")
@@ -324,7 +392,6 @@ fn requests_beyond_the_in_flight_limit_get_a_503_over_http() {
     assert_eq!(status_of(&refused), "503", "{refused}");
     assert!(refused.to_ascii_lowercase().contains("retry-after: 1"), "{refused}");
     assert!(refused.contains("too many requests in flight"), "{refused}");
-    assert!(started.elapsed() < Duration::from_secs(2));
     for w in waiting {
         let answer = w.join().unwrap();
         assert_eq!(status_of(&answer), "200", "{answer}");

@@ -147,3 +147,51 @@ fn allow_remote_on_loopback_serves_without_a_warning() {
     assert!(stderr.contains("taskscope: listening on http://127.0.0.1:"), "{stderr}");
     assert!(!stderr.contains("WARNING"), "{stderr}");
 }
+
+/// An address outside loopback that this host does not have (192.0.2.1 is
+/// TEST-NET-1, reserved for documentation): binding it fails, so these
+/// tests never listen beyond loopback, but the decision about exposure is
+/// made before binding, as it is for a real address.
+const NOT_OURS: &str = "192.0.2.1:0";
+
+/// The opt-in is loud: serving a non-loopback address without a token
+/// prints a warning on stderr, and through the app's `tracing` subscriber
+/// when it has one, before binding.
+#[test]
+fn allow_remote_on_a_non_loopback_address_warns_loudly() {
+    let Some((stdout, stderr)) = in_child(
+        "allow_remote_on_a_non_loopback_address_warns_loudly",
+        &[("TASKSCOPE_ALLOW_REMOTE", "1"), ("TASKSCOPE_ADDR", NOT_OURS)],
+    ) else {
+        tracing_subscriber::fmt().with_writer(std::io::stdout).with_ansi(false).init();
+        println!("app returned {}", app());
+        return;
+    };
+    assert!(stdout.contains("app returned 42"), "{stdout}");
+    let warning = format!("WARNING: serving the debug endpoint on {NOT_OURS} without a token");
+    assert!(stderr.contains(&format!("taskscope: {warning}")), "stderr: {stderr}");
+    assert!(stderr.contains("anyone who can reach it can read"), "stderr: {stderr}");
+    let logged =
+        stdout.lines().find(|l| l.contains(&warning)).unwrap_or_else(|| panic!("not logged: {stdout}"));
+    assert!(logged.contains("WARN") && logged.contains("taskscope"), "{logged}");
+    // This host does not have the address: the bind fails, and is reported.
+    assert!(stderr.contains(&format!("could not listen on {NOT_OURS}")), "stderr: {stderr}");
+    assert!(!stderr.contains("refusing"), "{stderr}");
+}
+
+/// With a token, a non-loopback address is allowed without the opt-in and
+/// without the warning: every request needs the token.
+#[test]
+fn a_token_allows_a_non_loopback_address_quietly() {
+    let Some((stdout, stderr)) = in_child(
+        "a_token_allows_a_non_loopback_address_quietly",
+        &[("TASKSCOPE_TOKEN", "s3cret-token"), ("TASKSCOPE_ADDR", NOT_OURS)],
+    ) else {
+        println!("app returned {}", app());
+        return;
+    };
+    assert!(stdout.contains("app returned 42"), "{stdout}");
+    assert!(!stderr.contains("refusing") && !stderr.contains("WARNING"), "{stderr}");
+    assert!(stderr.contains(&format!("could not listen on {NOT_OURS}")), "stderr: {stderr}");
+    assert!(!stderr.contains("s3cret-token"), "the token is never printed: {stderr}");
+}

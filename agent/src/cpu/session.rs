@@ -44,8 +44,15 @@ pub(crate) async fn record(duration: Duration, hz: u32) -> Result<Recording, Cpu
 /// symbolizer, and reading it out symbolizes every frame.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, CpuError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| {
-        crate::health::count_panic();
-        CpuError::Failed(format!("the CPU profiler failed (counted): {e}"))
+        let why = if e.is_panic() {
+            let payload = e.into_panic();
+            crate::health::report_panic("the CPU profiler", &*payload);
+            crate::health::panic_message(&*payload)
+        } else {
+            crate::health::count_panic();
+            e.to_string()
+        };
+        CpuError::Failed(format!("the CPU profiler failed (counted): {why}"))
     })
 }
 

@@ -80,12 +80,20 @@ pub(crate) fn start() {
         return;
     }
     let every = (window() / POINTS as u32).max(Duration::from_millis(10));
-    let spawned = std::thread::Builder::new().name("taskscope-heap".into()).spawn(move || loop {
-        // A bug here must not take the thread down for good.
-        if std::panic::catch_unwind(tick).is_err() {
-            crate::health::count_panic();
+    let spawned = std::thread::Builder::new().name("taskscope-heap".into()).spawn(move || {
+        let mut reported: Option<std::time::Instant> = None;
+        loop {
+            // A bug here must not take the thread down for good. Every
+            // panic is counted; the first is reported, then one an hour.
+            if let Err(payload) = std::panic::catch_unwind(tick) {
+                crate::health::count_panic();
+                if reported.is_none_or(|at| at.elapsed() >= Duration::from_secs(3_600)) {
+                    reported = Some(std::time::Instant::now());
+                    crate::health::report_panic_uncounted("the heap history thread", &*payload);
+                }
+            }
+            std::thread::sleep(every);
         }
-        std::thread::sleep(every);
     });
     if let Err(e) = spawned {
         STARTED_IN.store(0, Relaxed);

@@ -37,6 +37,7 @@ async fn outer(request: Request, next: Next) -> Response {
         }
     };
     response.headers_mut().insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    super::trim::note_answer();
     response
 }
 

@@ -12,6 +12,7 @@ mod layers;
 pub(crate) mod limits;
 mod params;
 pub(crate) mod server;
+pub(crate) mod trim;
 
 use std::sync::Arc;
 
@@ -200,5 +201,19 @@ mod tests {
         assert!(body.contains("deliberate panic in a renderer") && body.lines().count() == 1, "{body}");
         assert!(crate::health::panics() > before);
         assert_eq!(get("/debug/pprof/tasks?debug=1").await.0, 200);
+
+        // The count is in the snapshot's JSON and in /metrics.
+        let (status, json) = get("/debug/taskscope/api/snapshot?limit=0").await;
+        assert_eq!(status, 200);
+        let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert!(json["agent"]["panics"].as_u64().unwrap() > before, "{}", json["agent"]);
+        let (status, text) = get("/metrics").await;
+        assert_eq!(status, 200);
+        let text = String::from_utf8(text.to_vec()).unwrap();
+        let counted = text
+            .lines()
+            .find_map(|l| l.strip_prefix("taskscope_agent_panics_total ")?.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no taskscope_agent_panics_total in\n{text}"));
+        assert!(counted > before, "{counted}");
     }
 }

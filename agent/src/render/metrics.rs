@@ -242,16 +242,34 @@ fn agent(out: &mut Out, s: &Snapshot, stats: &AgentStats) {
         "counter",
         "Events the agent could not record because a bounded table was full, by reason.",
     );
-    let dropped: [(&str, u64); 6] = [
+    let dropped: [(&str, u64); 7] = [
         ("task_table_full", a.dropped.tasks),
         ("site_table_full", a.dropped.sites_overflowed),
         ("deep_table_full", stats.deep_dropped_tasks),
         ("stack_table_full", stats.deep_dropped_stacks),
         ("heap_live_table_full", sampler.dropped_live_table_full),
         ("heap_stack_table_full", sampler.dropped_stack_table_full),
+        ("completed_ring_full", a.dropped.completed_evicted),
     ];
     for (reason, n) in dropped {
         out.sample("taskscope_agent_dropped_events_total", &[("reason", reason)], n);
+    }
+    out.family(
+        "taskscope_agent_http_refused_total",
+        "counter",
+        "Requests and connections the debug endpoint turned away, by reason.",
+    );
+    let h = &a.http;
+    let refused: [(&str, u64); 6] = [
+        ("unauthorized", h.unauthorized),
+        ("busy", h.busy),
+        ("timed_out", h.timed_out),
+        ("too_large", h.too_large),
+        ("connections_refused", h.connections_refused),
+        ("slow_clients", h.slow_clients),
+    ];
+    for (reason, n) in refused {
+        out.sample("taskscope_agent_http_refused_total", &[("reason", reason)], n);
     }
     out.family("taskscope_agent_panics_total", "counter", "Panics inside the agent, caught and counted.");
     out.sample("taskscope_agent_panics_total", &[], a.panics);

@@ -85,6 +85,8 @@ struct Reading {
     rss_mib: f64,
     anon_mib: f64,
     heap_mib: f64,
+    /// Freed memory the C allocator holds on to (glibc only; NaN elsewhere).
+    free_mib: f64,
     completed: u64,
 }
 
@@ -136,6 +138,7 @@ fn main() {
             rss_mib: rss,
             anon_mib: anon,
             heap_mib: clients::heap_inuse_mib(addr),
+            free_mib: malloc_free_mib(),
             completed,
         };
         let rate = (completed - previous.1) as f64 / (secs - previous.0).max(1e-9);
@@ -144,11 +147,12 @@ fn main() {
         phase.1 += secs - previous.0;
         let c = clients.counts();
         println!(
-            "soak: t={secs:6.0} s  rss={:7.1} MiB (anon {:7.1})  heap_inuse={:7.1} MiB  \
+            "soak: t={secs:6.0} s  rss={:7.1} MiB (anon {:7.1})  heap_inuse={:7.1} MiB  malloc_free={:6.1} MiB  \
              tasks_completed={completed:>11} ({rate:8.0}/s)  live={:>6}  requests={:>6}  failed={}",
             r.rss_mib,
             r.anon_mib,
             r.heap_mib,
+            r.free_mib,
             app.live(),
             c.ok + c.failed,
             c.failed
@@ -212,6 +216,22 @@ fn main() {
         }
     }
     std::process::exit(if ok { 0 } else { 1 });
+}
+
+/// Memory freed by the program that the C allocator keeps in its arenas
+/// rather than returning to the system (glibc's `mallinfo2().fordblks`), in
+/// MiB: resident memory beyond the heap in use, as long as its pages were
+/// touched.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn malloc_free_mib() -> f64 {
+    // SAFETY: mallinfo2 only reads the allocator's statistics.
+    let info = unsafe { libc::mallinfo2() };
+    info.fordblks as f64 / (1u64 << 20) as f64
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn malloc_free_mib() -> f64 {
+    f64::NAN
 }
 
 /// The process's resident memory in MiB: in all (`VmRSS`), and the part
