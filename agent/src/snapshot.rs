@@ -56,6 +56,13 @@ pub(crate) struct Task {
     /// scheduler's defer list by its own poll (`yield_now`).
     pub(crate) wakes: Option<u64>,
     pub(crate) self_wakes: Option<u64>,
+    /// Deep mode: the name given with `tokio::task::Builder::name`.
+    #[serde(serialize_with = "name_str")]
+    pub(crate) name: Option<std::sync::Arc<str>>,
+}
+
+fn name_str<S: serde::Serializer>(name: &Option<std::sync::Arc<str>>, s: S) -> Result<S::Ok, S::Error> {
+    name.as_deref().serialize(s)
 }
 
 impl Task {
@@ -120,6 +127,9 @@ pub(crate) struct Dropped {
     pub(crate) deep_tasks: u64,
     /// Deep mode: parked-at stacks not kept because the stack table was full.
     pub(crate) deep_stacks: u64,
+    /// Deep mode: task names not kept because the name table (1024
+    /// distinct names) was full; those tasks show no name.
+    pub(crate) task_names: u64,
     /// Heap samples not taken: the live-sample table was full.
     pub(crate) heap_live_samples: u64,
     /// Heap samples kept under `<table full>`: the stack table was full.
@@ -295,6 +305,7 @@ pub(crate) fn take(registry: Option<&Registry>, runtime: Option<&tokio::runtime:
                 woken: None,
                 wakes: None,
                 self_wakes: None,
+                name: None,
             }
         })
         .collect();
@@ -391,6 +402,7 @@ fn dropped(
         sites_overflowed: registry.map_or(0, |r| r.sites.overflowed.load(Relaxed)),
         deep_tasks,
         deep_stacks,
+        task_names: crate::deep::dropped_names(),
         heap_live_samples: heap.sampler.dropped_live_table_full,
         heap_stacks: heap.sampler.dropped_stack_table_full,
         completed_evicted: registry.map_or(0, |r| completed.saturating_sub(r.capacity.completed as u64)),
@@ -439,6 +451,7 @@ pub(crate) fn fixture() -> Snapshot {
         woken: None,
         wakes: None,
         self_wakes: None,
+        name: None,
     };
     let site = |id, location: &str, live, running, spawned, peak_live| Site {
         id,
@@ -570,6 +583,12 @@ pub(crate) fn deep_fixture() -> Snapshot {
         t.parked_at = stack;
         t.wakers = Some(1);
         t.woken = Some(false);
+        // Names from `tokio::task::Builder::name`, on some tasks only.
+        t.name = match t.id {
+            42 | 43 => Some("consumer".into()),
+            9 => Some("ticker".into()),
+            _ => None,
+        };
     }
     s.agent.features.deep = true;
     s

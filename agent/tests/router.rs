@@ -238,3 +238,56 @@ fn a_token_guards_every_endpoint() {
         assert_eq!(get(&router, "/debug/pprof/tasks?debug=1", Some("s3cret")).await.status, 200);
     });
 }
+
+/// Deep mode: names from `tokio::task::Builder::name` in both dumps and the
+/// JSON (tokio's runtime hooks carry no name, so lean mode has none).
+#[cfg(feature = "deep")]
+#[test]
+fn task_names_show_in_the_dumps_and_the_json() {
+    runtime().block_on(async {
+        // Deep mode installs at the first spawn of the process.
+        tokio::spawn(async {}).await.unwrap();
+        let (tx, rx) = tokio::sync::watch::channel(());
+        let site = format!("{}:{}", file!(), line!() + 4);
+        let mut named = Vec::new();
+        for i in 0..3 {
+            let mut rx = rx.clone();
+            let spawned = tokio::task::Builder::new().name(&format!("router-test-worker-{}", i % 2)).spawn(
+                async move {
+                    let _ = rx.changed().await;
+                },
+            );
+            named.push(spawned.unwrap());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let router = router();
+        let text = get(&router, "/debug/pprof/tasks?debug=1", None).await.text();
+        let group = text.split("\n\n").find(|g| g.contains(&format!(" @ spawned at {site}:"))).expect(&text);
+        assert!(
+            group.contains("#\tnamed \"router-test-worker-0\" (2), \"router-test-worker-1\" (1)"),
+            "{group}"
+        );
+        let text = get(&router, "/debug/pprof/tasks?debug=2", None).await.text();
+        let blocks: Vec<&str> =
+            text.split("\n\n").filter(|b| b.contains(&format!("spawned at {site}:"))).collect();
+        assert_eq!(blocks.len(), 3, "{text}");
+        for b in &blocks {
+            assert!(b.lines().nth(1).unwrap().starts_with("\tname: \"router-test-worker-"), "{b}");
+        }
+        let json = get(&router, "/debug/taskscope/api/snapshot", None).await;
+        let v: serde_json::Value = serde_json::from_slice(&json.body).unwrap();
+        let mut names: Vec<&str> = v["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["spawned_at"].as_str().unwrap().starts_with(&format!("{site}:")))
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["router-test-worker-0", "router-test-worker-0", "router-test-worker-1"]);
+        drop(tx);
+        for t in named {
+            t.await.unwrap();
+        }
+    });
+}

@@ -43,6 +43,50 @@ pub(super) fn is_waker(meta: &Metadata<'_>) -> bool {
     meta.is_event() && meta.target() == "tokio::task::waker"
 }
 
+/// Reads `task.id` and `task.name` from a spawn span, the name into a fixed
+/// buffer (no allocation).
+#[derive(Default)]
+pub(super) struct SpawnFields {
+    pub(super) task_id: u64,
+    name: super::names::NameBuf,
+}
+
+impl Visit for SpawnFields {
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if field.name() == "task.id" {
+            self.task_id = value;
+        }
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        if field.name() == "task.id" {
+            self.task_id = value as u64;
+        }
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "task.name" {
+            let _ = std::fmt::Write::write_str(&mut self.name, value);
+        }
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        // tokio records the name with `%`: Debug of a `DisplayValue` is the
+        // name's Display, unquoted. An unnamed task's is empty.
+        if field.name() == "task.name" {
+            let _ = std::fmt::Write::write_fmt(&mut self.name, format_args!("{value:?}"));
+        }
+    }
+}
+
+/// Gives the new task in `slot` its name, if it has one (see names.rs).
+#[inline]
+pub(super) fn name<'a>(slot: impl FnOnce() -> Option<&'a DeepSlot>, fields: &SpawnFields) {
+    if fields.name.as_bytes().is_empty() {
+        return;
+    }
+    if let Some(slot) = slot() {
+        slot.spare.store(super::names::intern(fields.name.as_bytes()), Relaxed);
+    }
+}
+
 /// Reads `task.id` and `op` from a span or event.
 #[derive(Default)]
 pub(super) struct Fields {

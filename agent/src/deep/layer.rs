@@ -9,7 +9,7 @@ use tracing_subscriber::filter::{FilterFn, Filtered};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
-use super::events::{self, is_spawn, is_waker, with_cache, Fields};
+use super::events::{self, is_spawn, is_waker, with_cache, Fields, SpawnFields};
 use super::resource_events;
 use super::table::DeepTable;
 
@@ -46,10 +46,12 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for DeepLayer {
         if !is_spawn(attrs.metadata()) {
             return resource_events::layer::on_new_span(attrs, id, &ctx);
         }
-        let mut fields = Fields::default();
+        let mut fields = SpawnFields::default();
         attrs.record(&mut fields);
         events::note_spawn();
-        with_cache(self.table, |cache| self.table.open_keyed(cache, fields.task_id, id.into_u64()));
+        if with_cache(self.table, |cache| self.table.open_keyed(cache, fields.task_id, id.into_u64())) {
+            events::name(|| self.table.get_keyed(id.into_u64()), &fields);
+        }
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {

@@ -17,6 +17,7 @@ mod events;
 mod keys;
 #[cfg(feature = "deep")]
 mod layer;
+mod names;
 #[cfg(feature = "deep")]
 mod resource_events;
 pub(crate) mod resources;
@@ -116,18 +117,37 @@ pub(crate) fn problem() -> Option<&'static str> {
     }
 }
 
+/// Task names not kept because the name table was full.
+pub(crate) fn dropped_names() -> u64 {
+    names::dropped()
+}
+
 /// Fills the deep-mode fields of `tasks` and returns the stacks they refer
 /// to, symbolized. Does nothing in lean mode.
 pub(crate) fn fill(tasks: &mut [crate::snapshot::Task]) -> Vec<crate::snapshot::Stack> {
     use std::collections::HashMap;
     let Some(table) = table() else { return Vec::new() };
-    let views: HashMap<u64, DeepView> = table.read().into_iter().collect();
+    // A merge of two lists sorted by task id: much cheaper than a hash map
+    // of a million views.
+    let mut views: Vec<(u64, DeepView)> = table.read();
+    views.sort_unstable_by_key(|&(id, _)| id);
+    tasks.sort_unstable_by_key(|t| t.id);
+    let mut next = 0;
     let mut stacks: HashMap<u32, crate::snapshot::Stack> = HashMap::new();
+    // Each name once per snapshot, shared by its tasks.
+    let mut named: HashMap<u64, Option<std::sync::Arc<str>>> = HashMap::new();
     for task in tasks.iter_mut() {
-        let Some(view) = views.get(&task.id) else { continue };
+        while views.get(next).is_some_and(|&(id, _)| id < task.id) {
+            next += 1;
+        }
+        let Some((_, view)) = views.get(next).filter(|&&(id, _)| id == task.id) else { continue };
         task.wakers = Some(view.wakers);
         task.woken = Some(view.woken);
         task.wakes = Some(view.wakes);
+        if view.name != 0 {
+            task.name =
+                named.entry(view.name).or_insert_with(|| names::get(view.name).map(Into::into)).clone();
+        }
         task.self_wakes = Some(view.self_wakes.min(view.wakes));
         if let Some(id) = view.parked {
             if let std::collections::hash_map::Entry::Vacant(entry) = stacks.entry(id) {

@@ -7,7 +7,7 @@ use tracing_core::span::{Attributes, Id, Record};
 use tracing_core::subscriber::Interest;
 use tracing_core::{Event, LevelFilter, Metadata, Subscriber};
 
-use super::events::{self, is_spawn, is_waker, with_cache, Fields};
+use super::events::{self, is_spawn, is_waker, with_cache, Fields, SpawnFields};
 use super::resource_events;
 use super::table::DeepTable;
 
@@ -48,11 +48,14 @@ impl Subscriber for DeepSubscriber {
         if !is_spawn(attrs.metadata()) {
             return resource_events::new_span(attrs);
         }
-        let mut fields = Fields::default();
+        let mut fields = SpawnFields::default();
         attrs.record(&mut fields);
         events::note_spawn();
         match with_cache(self.table, |cache| self.table.open(cache, fields.task_id)) {
-            Some(id) => Id::from_u64(id),
+            Some(id) => {
+                events::name(|| self.table.get(id), &fields);
+                Id::from_u64(id)
+            }
             // Untracked: an id that never resolves to a slot.
             None => Id::from_u64(u64::MAX),
         }

@@ -34,7 +34,8 @@ pub(crate) struct DeepSlot {
     /// the coarse-clock tick of the capture ([`PARKED_TICK_SHIFT`]), and
     /// [`PARKED_STALE`] if it has parked again since without a new capture.
     pub(crate) parked: AtomicU64,
-    /// Not used while the task lives; the slab's free-list link otherwise.
+    /// The task's name while it lives (0 or an id from `names::intern`);
+    /// the slab's free-list link otherwise.
     pub(crate) spare: AtomicU64,
     /// Wakes made by the task itself while being polled.
     pub(crate) self_wakes: AtomicU64,
@@ -87,6 +88,8 @@ pub(crate) struct DeepView {
     pub(crate) parked_stale: bool,
     pub(crate) wakes: u64,
     pub(crate) self_wakes: u64,
+    /// The name word (see `names::get`).
+    pub(crate) name: u64,
 }
 
 #[derive(Debug)]
@@ -225,6 +228,7 @@ impl DeepTable {
                     parked_stale: parked & PARKED_STALE != 0,
                     wakes,
                     self_wakes: slot.self_wakes.load(Relaxed),
+                    name: slot.spare.load(Relaxed),
                 },
             ));
         }

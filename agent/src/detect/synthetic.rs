@@ -72,6 +72,7 @@ impl Builder {
             woken: None,
             wakes: None,
             self_wakes: None,
+            name: None,
         });
         id
     }

@@ -136,6 +136,9 @@ impl TaskQuery {
 #[derive(Serialize)]
 struct TaskJson<'a> {
     id: u64,
+    /// Deep mode: the name given with `tokio::task::Builder::name`; null
+    /// when it has none (or in lean mode).
+    name: Option<&'a str>,
     state: State,
     spawned_at: &'a str,
     site: u32,
@@ -219,6 +222,7 @@ impl Serialize for TasksJson<'_> {
         let waits = self.0.resources.wait_index();
         s.collect_seq(self.0.tasks.iter().map(|t| TaskJson {
             id: t.id,
+            name: t.name.as_deref(),
             state: t.state,
             spawned_at: self.0.location(t.site),
             site: t.site,

@@ -18,6 +18,8 @@ pub(crate) struct Group {
     pub(crate) max_idle_ms: u64,
     /// The wait reasons of its idle tasks, with counts (deep mode).
     pub(crate) waits: Vec<(&'static str, u64)>,
+    /// The names of its named tasks, with counts (deep mode).
+    pub(crate) names: Vec<(std::sync::Arc<str>, u64)>,
 }
 
 impl Group {
@@ -37,6 +39,7 @@ pub(crate) fn groups(snapshot: &Snapshot) -> Vec<Group> {
             idle: 0,
             max_idle_ms: 0,
             waits: Vec::new(),
+            names: Vec::new(),
         });
         match t.state {
             State::Running => g.running += 1,
@@ -49,10 +52,17 @@ pub(crate) fn groups(snapshot: &Snapshot) -> Vec<Group> {
                 None => g.waits.push((wait, 1)),
             }
         }
+        if let Some(name) = &t.name {
+            match g.names.iter_mut().find(|(m, _)| m == name) {
+                Some((_, n)) => *n += 1,
+                None => g.names.push((name.clone(), 1)),
+            }
+        }
     }
     let mut groups: Vec<Group> = by_key.into_values().collect();
     for g in &mut groups {
         g.waits.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        g.names.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     }
     groups.sort_by(|a, b| {
         b.count()
@@ -120,6 +130,14 @@ pub(crate) fn grouped(snapshot: &Snapshot) -> String {
             site.completed,
             site.peak_live
         );
+        if !g.names.is_empty() {
+            const SHOWN: usize = 10;
+            let names: Vec<String> =
+                g.names.iter().take(SHOWN).map(|(name, n)| format!("{name:?} ({n})")).collect();
+            let more = g.names.len().saturating_sub(SHOWN);
+            let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+            let _ = writeln!(out, "#\tnamed {}{more}", names.join(", "));
+        }
         let (lines, _) = frames(snapshot, g.stack);
         for (function, at) in lines {
             let _ = writeln!(out, "#\t{function}\t{at}");
@@ -146,6 +164,9 @@ pub(crate) fn per_task(snapshot: &Snapshot) -> String {
             (state, _) => state.as_str(),
         };
         let _ = writeln!(out, "task {} [{status}, {}]:", t.id, human(t.state_ms()));
+        if let Some(name) = &t.name {
+            let _ = writeln!(out, "\tname: {name:?}");
+        }
         resource_lines(&mut out, &waits, &holds, t);
         // A running task's last parking place says nothing about now.
         let parked = if t.state == State::Idle { t.parked_at } else { None };
