@@ -133,6 +133,9 @@ impl TaskQuery {
     }
 }
 
+/// One task in the JSON, as [`TasksJson::write`] writes it (the tests check
+/// that both agree).
+#[cfg(test)]
 #[derive(Serialize)]
 struct TaskJson<'a> {
     id: u64,
@@ -201,7 +204,7 @@ struct StackJson<'a> {
 
 #[derive(Serialize)]
 struct SnapshotJson<'a> {
-    tasks: TasksJson<'a>,
+    // `tasks` comes first, written by `TasksJson::write`.
     tasks_total: usize,
     task_counts: &'a TaskCounts,
     stacks: Vec<StackJson<'a>>,
@@ -217,29 +220,90 @@ struct SnapshotJson<'a> {
 
 struct TasksJson<'a>(&'a Snapshot);
 
-impl Serialize for TasksJson<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let waits = self.0.resources.wait_index();
-        s.collect_seq(self.0.tasks.iter().map(|t| TaskJson {
-            id: t.id,
-            name: t.name.as_deref(),
-            state: t.state,
-            spawned_at: self.0.location(t.site),
-            site: t.site,
-            polls: t.polls,
-            busy_ms: t.busy_ms,
-            age_ms: t.age_ms,
-            idle_ms: t.idle_ms,
-            running_ms: t.running_ms,
-            wait: t.wait,
-            parked_at: t.parked_at,
-            parked_approximate: t.parked_stale,
-            wakers: t.wakers,
-            woken: t.woken,
-            wakes: t.wakes,
-            self_wakes: t.self_wakes,
-            resource: waits.get(&t.id).filter(|_| t.state == State::Idle).map(|r| r.as_ref()),
-        }))
+impl TasksJson<'_> {
+    /// Writes the tasks as a JSON array. A million tasks make some 250 MB
+    /// of JSON, so this writes each task's fields directly rather than
+    /// through serde (whose escaping of every key and string dominated), in
+    /// the same order and form as [`TaskJson`], which documents them.
+    fn write(&self, out: &mut Vec<u8>) {
+        let snapshot = self.0;
+        let waits = snapshot.resources.wait_index();
+        // Each site's location escaped once, not once per task.
+        let sites: Vec<Vec<u8>> = snapshot.sites.iter().map(|site| escaped(&site.location)).collect();
+        let unknown = escaped("<unknown>");
+        let mut n = itoa::Buffer::new();
+        out.push(b'[');
+        for (i, t) in snapshot.tasks.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"id\":");
+            out.extend_from_slice(n.format(t.id).as_bytes());
+            out.extend_from_slice(b",\"name\":");
+            match &t.name {
+                Some(name) => out.extend_from_slice(&escaped(name)),
+                None => out.extend_from_slice(b"null"),
+            }
+            out.extend_from_slice(b",\"state\":\"");
+            out.extend_from_slice(t.state.as_str().as_bytes());
+            out.extend_from_slice(b"\",\"spawned_at\":");
+            out.extend_from_slice(sites.get(t.site as usize).unwrap_or(&unknown));
+            for (key, value) in [
+                (&b",\"site\":"[..], t.site as u64),
+                (b",\"polls\":", t.polls),
+                (b",\"busy_ms\":", t.busy_ms),
+                (b",\"age_ms\":", t.age_ms),
+                (b",\"idle_ms\":", t.idle_ms),
+                (b",\"running_ms\":", t.running_ms),
+            ] {
+                out.extend_from_slice(key);
+                out.extend_from_slice(n.format(value).as_bytes());
+            }
+            out.extend_from_slice(b",\"wait\":");
+            match t.wait {
+                Some(wait) => out.extend_from_slice(&escaped(wait)),
+                None => out.extend_from_slice(b"null"),
+            }
+            out.extend_from_slice(b",\"parked_at\":");
+            optional(out, &mut n, t.parked_at.map(u64::from));
+            if t.parked_stale {
+                out.extend_from_slice(b",\"parked_approximate\":true");
+            }
+            out.extend_from_slice(b",\"wakers\":");
+            match t.wakers {
+                Some(w) => out.extend_from_slice(n.format(w).as_bytes()),
+                None => out.extend_from_slice(b"null"),
+            }
+            out.extend_from_slice(b",\"woken\":");
+            out.extend_from_slice(match t.woken {
+                Some(true) => b"true",
+                Some(false) => b"false",
+                None => b"null",
+            });
+            out.extend_from_slice(b",\"wakes\":");
+            optional(out, &mut n, t.wakes);
+            out.extend_from_slice(b",\"self_wakes\":");
+            optional(out, &mut n, t.self_wakes);
+            if let Some(r) = waits.get(&t.id).filter(|_| t.state == State::Idle) {
+                out.extend_from_slice(b",\"resource\":");
+                // Serializing plain data into a Vec cannot fail.
+                let _ = serde_json::to_writer(&mut *out, &r.as_ref());
+            }
+            out.push(b'}');
+        }
+        out.push(b']');
+    }
+}
+
+/// `s` as a JSON string, quotes included.
+fn escaped(s: &str) -> Vec<u8> {
+    serde_json::to_vec(s).unwrap_or_else(|_| b"null".to_vec())
+}
+
+fn optional(out: &mut Vec<u8>, n: &mut itoa::Buffer, value: Option<u64>) {
+    match value {
+        Some(v) => out.extend_from_slice(n.format(v).as_bytes()),
+        None => out.extend_from_slice(b"null"),
     }
 }
 
@@ -263,7 +327,6 @@ fn render(snapshot: &Snapshot, counts: &TaskCounts) -> Vec<u8> {
         })
         .collect();
     let body = SnapshotJson {
-        tasks: TasksJson(snapshot),
         tasks_total: snapshot.tasks_total,
         task_counts: counts,
         stacks,
@@ -275,9 +338,15 @@ fn render(snapshot: &Snapshot, counts: &TaskCounts) -> Vec<u8> {
         findings: &snapshot.findings,
         agent: &snapshot.agent,
     };
-    let mut out = Vec::with_capacity(snapshot.tasks.len() * 160 + 4096);
+    // About 250 bytes per task, so that a large snapshot is not copied as
+    // it grows.
+    let mut out = Vec::with_capacity(snapshot.tasks.len() * 288 + 4096);
+    out.extend_from_slice(b"{\"tasks\":");
+    TasksJson(snapshot).write(&mut out);
     // Serializing plain data into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut out, &body);
+    let rest = serde_json::to_vec(&body).unwrap_or_default();
+    out.push(b',');
+    out.extend_from_slice(rest.strip_prefix(b"{").unwrap_or(&rest));
     out
 }
 
@@ -292,6 +361,50 @@ mod tests {
 
     fn json(bytes: Vec<u8>) -> serde_json::Value {
         serde_json::from_slice(&bytes).unwrap()
+    }
+
+    /// The tasks as serde writes [`TaskJson`].
+    fn by_serde(s: &Snapshot) -> Vec<u8> {
+        let waits = s.resources.wait_index();
+        let tasks: Vec<TaskJson> = s
+            .tasks
+            .iter()
+            .map(|t| TaskJson {
+                id: t.id,
+                name: t.name.as_deref(),
+                state: t.state,
+                spawned_at: s.location(t.site),
+                site: t.site,
+                polls: t.polls,
+                busy_ms: t.busy_ms,
+                age_ms: t.age_ms,
+                idle_ms: t.idle_ms,
+                running_ms: t.running_ms,
+                wait: t.wait,
+                parked_at: t.parked_at,
+                parked_approximate: t.parked_stale,
+                wakers: t.wakers,
+                woken: t.woken,
+                wakes: t.wakes,
+                self_wakes: t.self_wakes,
+                resource: waits.get(&t.id).filter(|_| t.state == State::Idle).map(|r| r.as_ref()),
+            })
+            .collect();
+        serde_json::to_vec(&tasks).unwrap()
+    }
+
+    #[test]
+    fn the_task_writer_writes_what_serde_would() {
+        let mut deep = deep_fixture();
+        deep.tasks[0].name = Some("a \"quoted\"\n name".into());
+        deep.tasks[1].parked_stale = true;
+        deep.tasks[1].wakers = Some(-2);
+        deep.sites[0].location = "src/\u{e9}\\x.rs:1:2".into();
+        for s in [fixture(), deep] {
+            let mut mine = Vec::new();
+            TasksJson(&s).write(&mut mine);
+            assert_eq!(String::from_utf8(mine).unwrap(), String::from_utf8(by_serde(&s)).unwrap());
+        }
     }
 
     #[test]
