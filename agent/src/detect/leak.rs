@@ -122,7 +122,7 @@ fn finding(snapshot: &Snapshot, site: &Site, g: Growth) -> Finding {
     let (first, last) = (window[0], window[window.len() - 1]);
     let mut tasks: Vec<_> = snapshot.tasks.iter().filter(|t| t.site == site.id).collect();
     // The oldest tasks are the likeliest leaked ones.
-    tasks.sort_by(|a, b| b.age_ms.cmp(&a.age_ms).then(a.id.cmp(&b.id)));
+    tasks.sort_unstable_by(|a, b| b.age_ms.cmp(&a.age_ms).then(a.id.cmp(&b.id)));
     let since_ms = g.window as u64 * 1_000;
     Finding {
         kind: Kind::LeakingSpawnSite,

@@ -82,7 +82,7 @@ fn by_site_and_wait<'a>(
         groups.entry((t.site, t.wait)).or_default().push(t);
     }
     for tasks in groups.values_mut() {
-        tasks.sort_by(|a, b| b.idle_ms.cmp(&a.idle_ms).then(a.id.cmp(&b.id)));
+        tasks.sort_unstable_by(|a, b| b.idle_ms.cmp(&a.idle_ms).then(a.id.cmp(&b.id)));
     }
     groups
 }
