@@ -164,7 +164,7 @@ function row(t, index, ctx) {
     h('td', { class: 'num' }, count(t.polls)),
     h('td', { class: 'num' }, duration(t.busy_ms)),
     h('td', { class: 'num' }, duration(t.age_ms)),
-    h('td', {}, h('code', {}, t.spawned_at)),
+    h('td', {}, t.name ? [h('span', { class: 'task-name' }, t.name), ' '] : null, h('code', {}, t.spawned_at)),
   );
 }
 
@@ -232,6 +232,7 @@ function detail(t, data, index, ctx) {
   const findings = [...(index.byTask.get(t.id) ?? []), ...(index.byLocation.get(t.spawned_at) ?? []).filter((f) => !(f.task_ids ?? []).includes(t.id) && covers(f, t))];
   const site = data.sites.find((s) => s.id === t.site);
   const numbers = [
+    ...(t.name ? [['name', t.name]] : []),
     ['state', t.state],
     ['wait', t.wait ?? (data.agent?.features?.deep ? '–' : 'unknown in lean mode')],
     ...resourceRows(t, data),
@@ -240,12 +241,13 @@ function detail(t, data, index, ctx) {
     ['busy', duration(t.busy_ms)],
     ['age', duration(t.age_ms)],
     ['live wakers', t.wakers ?? '–'],
+    ['wakes', t.wakes == null ? '–' : `${count(t.wakes)} (${count(t.self_wakes ?? 0)} by itself)`],
     ['woken', t.woken == null ? '–' : t.woken ? 'yes, scheduled to run' : 'no'],
   ];
   return h(
     'section',
     { class: `detail${badges.length ? ` sev-${badges[0].severity}` : ''}`, 'aria-label': `task ${t.id}`, id: 'task-detail' },
-    h('div', { class: 'detail-head' }, h('h3', {}, `Task ${t.id} `, badges.map(badge)), link(href(ctx.params, { task: null }), 'close ✕')),
+    h('div', { class: 'detail-head' }, h('h3', {}, `Task ${t.id} `, t.name ? [h('span', { class: 'task-name' }, t.name), ' '] : null, badges.map(badge)), link(href(ctx.params, { task: null }), 'close ✕')),
     h('p', {}, 'Spawned at ', h('code', {}, t.spawned_at), site ? [' · ', link(`#/tasks?site=${site.id}&sort=idle`, 'tasks of this site'), ' · ', link(`#/sites?site=${site.id}`, 'spawn site')] : null),
     findings.map((f) => note(f.severity === 'info' ? 'info' : 'warn', f.message)),
     h('dl', { class: 'numbers' }, numbers.map(([k, v]) => [h('dt', {}, k), h('dd', {}, String(v))])),

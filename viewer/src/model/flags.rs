@@ -16,6 +16,8 @@ pub enum Flag {
     LostWaker,
     Deadlock,
     Blocking,
+    /// Wakes itself most of the time: a busy loop through the executor.
+    Busy,
     Leaking,
     /// A kind this viewer does not know yet.
     Other,
@@ -28,6 +30,7 @@ impl Flag {
             "lost_waker" => Flag::LostWaker,
             "deadlock" => Flag::Deadlock,
             "blocked_worker" => Flag::Blocking,
+            "busy_self_wake" => Flag::Busy,
             "leaking_spawn_site" => Flag::Leaking,
             _ => Flag::Other,
         }
@@ -40,6 +43,7 @@ impl Flag {
             Flag::LostWaker => "NO WAKER",
             Flag::Deadlock => "DEADLOCK",
             Flag::Blocking => "BLOCKING",
+            Flag::Busy => "BUSY",
             Flag::Leaking => "LEAKING",
             Flag::Other => "FLAGGED",
         }
@@ -260,5 +264,11 @@ mod tests {
         let ticker = s.tasks.iter().find(|t| t.spawned_at.ends_with("main.rs:126:5")).unwrap();
         assert_eq!(flags.of(ticker), None, "the interval ticker is fine");
         assert!(backtrace(&s, &flags, ticker).is_empty());
+    }
+
+    #[test]
+    fn a_busy_self_wake_finding_flags_its_tasks_busy() {
+        assert_eq!(Flag::of_kind("busy_self_wake"), Flag::Busy);
+        assert_eq!(Flag::Busy.label(), "BUSY");
     }
 }

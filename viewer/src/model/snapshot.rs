@@ -27,6 +27,9 @@ pub struct Snapshot {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Task {
     pub id: u64,
+    /// Deep mode: the name given with `tokio::task::Builder::name`.
+    #[serde(default)]
+    pub name: Option<String>,
     /// `idle` or `running`.
     pub state: String,
     #[serde(default)]

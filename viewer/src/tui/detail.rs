@@ -16,6 +16,9 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, task: &Task) {
     let bold = Style::new().add_modifier(Modifier::BOLD);
     let flag = state.flags.of(task);
     let mut title = format!(" Task {} ", task.id);
+    if let Some(name) = &task.name {
+        title.push_str(&format!("{name:?} "));
+    }
     if let Some(f) = flag {
         title.push_str(&format!("· {} ", f.label()));
     }

@@ -180,3 +180,20 @@ fn the_help_bar_and_the_sort_column_show() {
     state.focus = Pane::Tasks;
     assert!(text(&render(&state)).contains("Polls▲"));
 }
+
+#[test]
+fn a_named_task_shows_its_name_before_its_spawn_site() {
+    let mut s = snapshot(LEAKY);
+    // The task that lost its waker, on the first row.
+    let t = s.tasks.iter_mut().find(|t| t.spawned_at.ends_with("main.rs:89:5")).unwrap();
+    t.name = Some("flusher".into());
+    let id = t.id;
+    let mut state = State::new("http://127.0.0.1:6060".into(), 500);
+    state.on_snapshot(s);
+    let screen = text(&render(&state));
+    let line = screen
+        .lines()
+        .find(|l| l.contains(&format!(" {id} ")) && l.contains("flusher "))
+        .unwrap_or_else(|| panic!("{screen}"));
+    assert!(line.contains("main.rs:"), "{line}");
+}

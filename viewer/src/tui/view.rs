@@ -120,7 +120,17 @@ fn tasks_table(frame: &mut Frame, area: Rect, state: &State) {
             t.polls.to_string(),
             compact(t.busy_ms),
             compact(t.age_ms),
-            tail(&t.spawned_at, location_width),
+            match &t.name {
+                // The name first, then as much of the location as fits.
+                Some(name) => {
+                    let name = tail(name, location_width / 2);
+                    format!(
+                        "{name} {}",
+                        tail(&t.spawned_at, location_width.saturating_sub(name.chars().count() + 1))
+                    )
+                }
+                None => tail(&t.spawned_at, location_width),
+            },
         ]);
         match flag {
             Some(f) => row.style(flag_style(&f)),
