@@ -1,5 +1,9 @@
 //! The coarse clock of the hot path.
 //!
+//! It ticks every millisecond while the process works, and every 16 ms while
+//! the process is idle (below 5% of a core), so that an idle app does not pay
+//! for a thousand wakeups a second.
+//!
 //! `Instant::now()` costs about 30 ns here, too much to pay twice per poll. The
 //! agent's ticker thread publishes the milliseconds elapsed since the agent's
 //! epoch into one atomic that the hooks only read. Busy time accumulated from
@@ -15,8 +19,36 @@ static NOW_MS: AtomicU64 = AtomicU64::new(0);
 static EPOCH: OnceLock<Instant> = OnceLock::new();
 static TICKER_STARTED: AtomicBool = AtomicBool::new(false);
 
-/// How often the ticker publishes the clock.
+/// How often the ticker publishes the clock while the process is busy.
 pub(crate) const TICK: Duration = Duration::from_millis(1);
+/// How often it ticks while the process is idle: a thousand wakeups a
+/// second cost about 2% of a core here, which an idle app should not pay.
+pub(crate) const IDLE_TICK: Duration = Duration::from_millis(16);
+/// Below this share of one core of process CPU time (the ticker's own
+/// included), the process counts as idle.
+const IDLE_SHARE: f64 = 0.05;
+/// How often a busy process is checked for idleness.
+const CHECK_EVERY_MS: u64 = 100;
+
+/// The tick to use after the process used `cpu_ns` of CPU time over
+/// `wall_ns` of wall time.
+fn tick_for(cpu_ns: u64, wall_ns: u64) -> Duration {
+    if wall_ns > 0 && (cpu_ns as f64) < IDLE_SHARE * wall_ns as f64 {
+        IDLE_TICK
+    } else {
+        TICK
+    }
+}
+
+/// CPU time of the whole process (every thread), in ns; 0 if unknown.
+fn process_cpu_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid out-pointer for the duration of the call.
+    if unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) } != 0 {
+        return 0;
+    }
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
 
 /// The instant every millisecond count of the agent is relative to.
 pub(crate) fn epoch() -> Instant {
@@ -45,9 +77,21 @@ pub(crate) fn start_ticker(on_second: fn()) {
     let spawned = std::thread::Builder::new().name("taskscope-clock".into()).spawn(move || {
         let mut next_second = 1000;
         let mut last_report: Option<u64> = None;
+        let mut tick = TICK;
+        let (mut checked_at, mut checked_cpu) = (epoch.elapsed(), process_cpu_ns());
         loop {
-            let now = epoch.elapsed().as_millis() as u64;
+            let elapsed = epoch.elapsed();
+            let now = elapsed.as_millis() as u64;
             NOW_MS.store(now, Relaxed);
+            // Tick slowly while the process is idle; an idle process is
+            // checked on every (slow) tick, so work speeds the clock up again
+            // within one.
+            if tick == IDLE_TICK || elapsed - checked_at >= Duration::from_millis(CHECK_EVERY_MS) {
+                let cpu = process_cpu_ns();
+                let wall = (elapsed - checked_at).as_nanos() as u64;
+                tick = tick_for(cpu.saturating_sub(checked_cpu), wall);
+                (checked_at, checked_cpu) = (elapsed, cpu);
+            }
             if now >= next_second {
                 next_second = now + 1000;
                 // A bug in sampling must not stop the clock. Every panic is
@@ -63,7 +107,7 @@ pub(crate) fn start_ticker(on_second: fn()) {
                     }
                 }
             }
-            std::thread::sleep(TICK);
+            std::thread::sleep(tick);
         }
     });
     if let Err(err) = spawned {
@@ -105,6 +149,19 @@ pub(crate) fn human(ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_clock_slows_down_only_while_the_process_is_idle() {
+        let ms = 1_000_000;
+        assert_eq!(tick_for(0, 100 * ms), IDLE_TICK);
+        // The ticker's own 2% of a core is idle.
+        assert_eq!(tick_for(2 * ms, 100 * ms), IDLE_TICK);
+        assert_eq!(tick_for(5 * ms, 100 * ms), TICK);
+        assert_eq!(tick_for(150 * ms, 100 * ms), TICK, "two busy cores");
+        // Unknown CPU time (0) reads as idle, a zero interval as busy.
+        assert_eq!(tick_for(0, 0), TICK);
+        assert!(process_cpu_ns() > 0);
+    }
 
     #[test]
     fn human_durations_read_like_go_dumps() {

@@ -82,7 +82,8 @@ fn stuck_tasks_leaking_sites_blocked_workers_and_cpu_show_in_the_viewer() {
     assert!(backtrace.contains("Async backtrace"), "{backtrace}");
     assert!(backtrace.contains("Receiver<T>::recv"), "the library call it awaits: {backtrace}");
     assert!(backtrace.contains("leaky_server::stuck::{{closure}}"), "the app's frame: {backtrace}");
-    assert!(backtrace.contains("examples/leaky-server/src/main.rs:40"), "the await line: {backtrace}");
+    let await_line = format!("examples/leaky-server/src/main.rs:{}", stuck_await_line());
+    assert!(backtrace.contains(&await_line), "the await line {await_line}: {backtrace}");
     assert!(backtrace.contains(&format!("Spawned at {stuck}")), "{backtrace}");
     assert!(location_hash(&browser).contains(&format!("task={id}")));
 
@@ -253,4 +254,12 @@ impl Drop for Stop {
     fn drop(&mut self) {
         self.0.store(false, Ordering::Relaxed);
     }
+}
+
+/// The line of leaky-server's `stuck` task that awaits its channel.
+fn stuck_await_line() -> usize {
+    let source = include_str!("../src/main.rs");
+    let lines: Vec<&str> = source.lines().collect();
+    let start = lines.iter().position(|l| l.starts_with("fn stuck(")).expect("fn stuck in main.rs");
+    start + 1 + lines[start..].iter().position(|l| l.contains("rx.recv().await")).expect("its await")
 }
