@@ -391,7 +391,8 @@ mod tests {
 
     #[test]
     fn concurrent_spawns_of_colliding_ids_are_each_tracked_once() {
-        let r = std::sync::Arc::new(registry());
+        // Room for every thread's cache of overflow slots (64 each).
+        let r = std::sync::Arc::new(Registry::new(Capacity { tasks: 1024, sites: 8, completed: 32 }));
         let here = Location::caller();
         let threads: Vec<_> = (0..4u64)
             .map(|t| {
@@ -399,8 +400,8 @@ mod tests {
                 std::thread::spawn(move || {
                     let mut cache = Cache::default();
                     for round in 0..2000u64 {
-                        // Four threads, ids 64 apart: the same window slot.
-                        let id = 1 + t * 64 + round * 256;
+                        // Four threads, ids 1024 apart: the same window slot.
+                        let id = 1 + t * 1024 + round * 4096;
                         let slot = r.spawn(&mut cache, t as usize, id, here, 0).expect("room for four");
                         assert_eq!(r.lookup(id), Some(slot));
                         r.poll_start(slot, 1);
