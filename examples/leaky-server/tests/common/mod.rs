@@ -60,6 +60,18 @@ pub fn start(envs: &[(&str, &str)]) -> Server {
     server
 }
 
+/// A request whose failure does not matter (load made to keep the app
+/// busy): true if it was answered.
+#[allow(dead_code)] // not every test file uses it
+pub fn try_get(addr: &str, path: &str) -> bool {
+    let agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(5)))
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    agent.get(format!("http://{addr}{path}")).call().and_then(|mut r| r.body_mut().read_to_string()).is_ok()
+}
+
 pub fn get(addr: &str, path: &str) -> (u16, String) {
     let agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(20)))
