@@ -717,31 +717,7 @@ pub(crate) fn existing() -> Option<&'static ResourceTable> {
 /// tokio's id of the task being polled (or dropped) on this thread.
 #[inline]
 pub(crate) fn current_task() -> Option<u64> {
-    tokio::task::try_id().map(id_of)
-}
-
-/// tokio's `task::Id` has no public integer accessor; its `Hash` writes the
-/// id as one `u64`, which this hasher keeps.
-fn id_of(id: tokio::task::Id) -> u64 {
-    use std::hash::{Hash, Hasher};
-    #[derive(Default)]
-    struct Keep(u64);
-    impl Hasher for Keep {
-        fn finish(&self) -> u64 {
-            self.0
-        }
-        fn write(&mut self, bytes: &[u8]) {
-            for &b in bytes {
-                self.0 = (self.0 << 8) | b as u64;
-            }
-        }
-        fn write_u64(&mut self, n: u64) {
-            self.0 = n;
-        }
-    }
-    let mut h = Keep::default();
-    id.hash(&mut h);
-    h.finish()
+    tokio::task::try_id().map(crate::tasks::id_of)
 }
 
 #[cfg(test)]

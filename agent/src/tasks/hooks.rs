@@ -110,9 +110,8 @@ fn with_cache<R>(r: &Registry, f: impl FnOnce(&mut Cache, usize) -> R) -> R {
 
 /// tokio's `task::Id` has no public integer accessor; its `Hash` writes the
 /// id as one `u64`, which this hasher keeps.
-#[cfg(tokio_unstable)]
 #[inline(always)]
-fn id_of(id: tokio::task::Id) -> u64 {
+pub(crate) fn id_of(id: tokio::task::Id) -> u64 {
     use std::hash::{Hash, Hasher};
     #[derive(Default)]
     struct Keep(u64);

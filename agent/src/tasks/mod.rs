@@ -10,9 +10,9 @@ mod sites;
 mod slab;
 
 pub use hooks::instrument;
-#[allow(unused_imports)] // read by the heap sampler
-pub(crate) use hooks::polling;
 pub(crate) use hooks::registry;
+#[allow(unused_imports)] // read by the heap sampler
+pub(crate) use hooks::{id_of, polling};
 pub(crate) use registry::{Capacity, Registry, TaskRecord};
 pub(crate) use sites::SiteCounts;
 pub(crate) use slab::{zeroed_slots as zeroed, Cache, Entry, Slab};
