@@ -1,91 +1,17 @@
 //! Deep mode's tokio resources over real HTTP, with taskscope's own
-//! subscriber: which lock a task waits on and who holds it, in `debug=2`
-//! and the JSON; `deadlock` findings for two- and three-task cycles; none
-//! for a lock that is contended but changes hands.
+//! subscriber: which lock or semaphore a task waits on and who holds it
+//! (with their permits), in `debug=2` and the JSON; `deadlock` findings for
+//! two- and three-task cycles over mutexes and for a cycle over semaphores;
+//! none for a lock that is contended but changes hands; guards and permits
+//! moved to another task and dropped there leave no holder behind.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
-use tokio::sync::{Barrier, Mutex};
+use tokio::sync::{Barrier, Mutex, Semaphore};
 
-fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    let agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(10)))
-        .http_status_as_error(false)
-        .build()
-        .new_agent();
-    let mut res = agent.get(format!("http://{addr}{path}")).call().expect("request");
-    assert_eq!(res.status().as_u16(), 200, "{path}");
-    res.body_mut().read_to_string().expect("body")
-}
-
-fn snapshot(addr: std::net::SocketAddr) -> Value {
-    serde_json::from_str(&http_get(addr, "/debug/taskscope/api/snapshot")).unwrap()
-}
-
-struct App {
-    rt: tokio::runtime::Runtime,
-    agent: taskscope::Agent,
-    addr: std::net::SocketAddr,
-}
-
-fn app() -> App {
-    let mut b = tokio::runtime::Builder::new_multi_thread();
-    b.worker_threads(2).enable_all();
-    taskscope::instrument(&mut b);
-    let rt = b.build().unwrap();
-    // The first spawn of the process installs deep mode's subscriber, so
-    // that task itself has no deep data.
-    rt.block_on(async { tokio::spawn(async {}).await.unwrap() });
-    let agent = {
-        let _enter = rt.enter();
-        taskscope::Agent::builder().addr("127.0.0.1:0".parse().unwrap()).start().unwrap()
-    };
-    let addr = agent.local_addr().unwrap();
-    App { rt, agent, addr }
-}
-
-impl App {
-    fn stop(self, tasks: Vec<tokio::task::JoinHandle<()>>) {
-        for t in &tasks {
-            t.abort();
-        }
-        drop(self.agent);
-        self.rt.shutdown_timeout(Duration::from_secs(5));
-    }
-}
-
-/// Polls the snapshot until `done` says yes (at most 30 s).
-fn wait_for(addr: std::net::SocketAddr, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let s = snapshot(addr);
-        if done(&s) {
-            return s;
-        }
-        if std::time::Instant::now() > deadline {
-            panic!("no {what}:\n{}\n{}", http_get(addr, "/debug/pprof/tasks?debug=2"), s["findings"]);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// The deadlock findings about any of `tasks` (the tests of this binary
-/// share one process, so one test's cycle shows in the others' snapshots).
-fn deadlocks<'a>(s: &'a Value, tasks: &[u64]) -> Vec<&'a Value> {
-    s["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["kind"] == "deadlock")
-        .filter(|f| f["task_ids"].as_array().unwrap().iter().any(|t| tasks.contains(&t.as_u64().unwrap())))
-        .collect()
-}
-
-fn id_of(handle: &tokio::task::JoinHandle<()>) -> u64 {
-    handle.id().to_string().parse().unwrap()
-}
+mod resources_support;
+use resources_support::*;
 
 /// `n` tasks, each holding lock i and then waiting for lock i + 1.
 fn cycle(app: &App, locks: &[Arc<Mutex<u32>>]) -> Vec<tokio::task::JoinHandle<()>> {
@@ -196,12 +122,7 @@ fn a_task_waiting_on_a_mutex_shows_the_lock_and_its_holder() {
     assert_eq!(s["resources"]["tracked"], true);
 
     let dump = http_get(app.addr, "/debug/pprof/tasks?debug=2");
-    let block = |id: u64| {
-        dump.split("\n\n")
-            .find(|b| b.starts_with(&format!("task {id} [")))
-            .unwrap_or_else(|| panic!("{dump}"))
-            .to_string()
-    };
+    let block = |id: u64| block(&dump, id);
     let waiting = block(w);
     assert!(waiting.contains(&format!("\twaiting on {created}")), "{waiting}");
     assert!(waiting.contains(&format!(", held by task {h}\n")), "{waiting}");
@@ -285,12 +206,7 @@ fn rwlock_and_semaphore_waits_show_the_resource() {
         has(r) && has(a)
     });
     let dump = http_get(app.addr, "/debug/pprof/tasks?debug=2");
-    let block = |id: u64| {
-        dump.split("\n\n")
-            .find(|b| b.starts_with(&format!("task {id} [")))
-            .unwrap_or_else(|| panic!("{dump}"))
-            .to_string()
-    };
+    let block = |id: u64| block(&dump, id);
     let reading = block(r);
     assert!(reading.starts_with(&format!("task {r} [rwlock, ")), "{reading}");
     assert!(reading.contains(&format!("\twaiting on {rw_line}")), "{reading}");
@@ -299,6 +215,148 @@ fn rwlock_and_semaphore_waits_show_the_resource() {
     let acquiring = block(a);
     assert!(acquiring.starts_with(&format!("task {a} [semaphore acquire, ")), "{acquiring}");
     assert!(acquiring.contains(&format!("\twaiting on {sem_line}")), "{acquiring}");
-    assert!(acquiring.contains(" (its holders are not tracked)\n"), "{acquiring}");
+    // A semaphore of no permits: no one holds any.
+    assert!(!acquiring.contains("held by"), "{acquiring}");
     app.stop(vec![writer, reader, acquirer]);
+}
+
+#[test]
+fn a_semaphore_shows_which_tasks_hold_how_many_permits() {
+    let app = app();
+    let pool = Arc::new(Semaphore::new(3));
+    let site = format!("agent/tests/resources.rs:{}:", line!() - 1);
+    // A bounded channel runs on a semaphore of its own: not a resource.
+    let (held_tx, mut held_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let (release_tx, release_rx) = tokio::sync::watch::channel(false);
+    // Two holders take all three permits, then wait on something else.
+    let holders: Vec<_> = [2u32, 1]
+        .into_iter()
+        .map(|n| {
+            let (pool, held_tx, mut release_rx) = (pool.clone(), held_tx.clone(), release_rx.clone());
+            app.rt.spawn(async move {
+                let _permits = pool.acquire_many(n).await.unwrap();
+                held_tx.send(()).await.unwrap();
+                let _ = release_rx.wait_for(|go| *go).await;
+            })
+        })
+        .collect();
+    app.rt.block_on(async {
+        held_rx.recv().await.unwrap();
+        held_rx.recv().await.unwrap();
+    });
+    let waiter = {
+        let pool = pool.clone();
+        app.rt.spawn(async move {
+            let _permit = pool.acquire().await.unwrap();
+        })
+    };
+    let (two, one, w) = (id_of(&holders[0]), id_of(&holders[1]), id_of(&waiter));
+    let s = wait_for(app.addr, "a semaphore waiter with both holders", |s| {
+        task(s, w).is_some_and(|t| t["resource"]["held_by"].as_array().is_some_and(|h| h.len() == 2))
+    });
+    let r = &task(&s, w).unwrap()["resource"];
+    assert_eq!(r["type"], "tokio::sync::Semaphore", "{r}");
+    let held: std::collections::BTreeMap<u64, u64> = r["held_by"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(r["held_permits"].as_array().unwrap())
+        .map(|(t, n)| (t.as_u64().unwrap(), n.as_u64().unwrap()))
+        .collect();
+    assert_eq!(held, [(two, 2), (one, 1)].into_iter().collect(), "{r}");
+    assert_eq!((r["more_permits"].as_u64(), r["held_outside"].as_bool()), (Some(0), Some(false)), "{r}");
+    let listed = resource(&s, &site).unwrap_or_else(|| panic!("{}", s["resources"]));
+    assert_eq!(listed["waiters"], serde_json::json!([w]));
+    let dump = http_get(app.addr, "/debug/pprof/tasks?debug=2");
+    let waiting = block(&dump, w);
+    assert!(waiting.starts_with(&format!("task {w} [semaphore acquire, ")), "{waiting}");
+    assert!(waiting.contains(&format!("\twaiting on tokio::sync::Semaphore created at {site}")), "{waiting}");
+    assert!(
+        waiting.contains(&format!("{two} (2 permits)")) && waiting.contains(&format!("{one} (1 permit)")),
+        "{waiting}"
+    );
+    assert!(block(&dump, two).contains(&format!("\tholding tokio::sync::Semaphore created at {site}")));
+    // Holders waiting on a channel: no deadlock.
+    assert!(deadlocks(&s, &[two, one, w]).is_empty(), "{:#?}", s["findings"]);
+    // Released: the waiter gets its permit, returns it, and nothing holds
+    // the semaphore any more.
+    release_tx.send(true).unwrap();
+    wait_for(app.addr, "the semaphore free again", |s| resource(s, &site).is_none());
+    assert!(app.rt.block_on(waiter).is_ok());
+    assert_eq!(pool.available_permits(), 3);
+    app.stop(holders);
+}
+
+#[test]
+fn a_guard_or_permit_moved_to_another_task_leaves_no_holder_once_dropped() {
+    let app = app();
+    let lock = Arc::new(Mutex::new(0u32));
+    let lock_site = format!("agent/tests/resources.rs:{}:", line!() - 1);
+    let pool = Arc::new(Semaphore::new(2));
+    let pool_site = format!("agent/tests/resources.rs:{}:", line!() - 1);
+    let (hand_tx, hand_rx) = tokio::sync::oneshot::channel();
+    let (drop_tx, drop_rx) = tokio::sync::oneshot::channel::<()>();
+    let taker = {
+        let (lock, pool) = (lock.clone(), pool.clone());
+        app.rt.spawn(async move {
+            let guard = lock.lock_owned().await;
+            let permits = pool.acquire_many_owned(2).await.unwrap();
+            let _ = hand_tx.send((guard, permits));
+        })
+    };
+    let keeper = app.rt.spawn(async move {
+        let (guard, permits) = hand_rx.await.unwrap();
+        let _ = drop_rx.await;
+        drop((guard, permits));
+        std::future::pending::<()>().await;
+    });
+    app.rt.block_on(async {
+        while !taker.is_finished() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    // Held while the keeper has them (tokio's events cannot tell that they
+    // moved: the task that took them is named).
+    let s = wait_for(app.addr, "the moved guard and permits held", |s| {
+        resource(s, &lock_site).is_some()
+            && resource(s, &pool_site).is_some_and(|r| r["held_permits"] == serde_json::json!([2]))
+    });
+    assert_eq!(resource(&s, &lock_site).unwrap()["held_by"].as_array().unwrap().len(), 1);
+    drop_tx.send(()).unwrap();
+    wait_for(app.addr, "no holder once the keeper dropped them", |s| {
+        resource(s, &lock_site).is_none() && resource(s, &pool_site).is_none()
+    });
+    assert_eq!(pool.available_permits(), 2);
+    app.stop(vec![keeper]);
+}
+
+#[test]
+fn a_cycle_over_semaphores_is_a_critical_deadlock() {
+    let app = app();
+    let sems: Vec<_> = (0..2).map(|_| Arc::new(Semaphore::new(1))).collect();
+    let site = format!("tokio::sync::Semaphore created at agent/tests/resources.rs:{}:", line!() - 1);
+    let barrier = Arc::new(Barrier::new(2));
+    let tasks: Vec<_> = (0..2)
+        .map(|i| {
+            let (mine, next, barrier) = (sems[i].clone(), sems[1 - i].clone(), barrier.clone());
+            app.rt.spawn(async move {
+                let _held = mine.acquire().await.unwrap();
+                barrier.wait().await;
+                let _never = next.acquire().await;
+            })
+        })
+        .collect();
+    let mut ids: Vec<u64> = tasks.iter().map(id_of).collect();
+    let s = wait_for(app.addr, "deadlock over semaphores", |s| !deadlocks(s, &ids).is_empty());
+    let found = deadlocks(&s, &ids);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    let f = found[0];
+    assert_eq!(f["severity"], "critical");
+    let mut in_cycle: Vec<u64> =
+        f["task_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    in_cycle.sort_unstable();
+    ids.sort_unstable();
+    assert_eq!(in_cycle, ids, "{f:#}");
+    assert!(f["message"].as_str().unwrap().contains(&site), "{f:#}");
+    app.stop(tasks);
 }

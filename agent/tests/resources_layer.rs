@@ -1,77 +1,49 @@
 //! Resources and deadlocks through `taskscope::layer()` in an app's own
-//! `tracing_subscriber` setup, as with taskscope's own subscriber.
+//! `tracing_subscriber` setup, as with taskscope's own subscriber: a lock
+//! cycle, and a semaphore's holders with their permits.
 //!
 //! One test per binary: the global subscriber is process-wide.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use serde_json::Value;
-use tokio::sync::{Barrier, Mutex};
+use tokio::sync::{Barrier, Mutex, Semaphore};
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
 
-fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    let agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(10)))
-        .http_status_as_error(false)
-        .build()
-        .new_agent();
-    let mut res = agent.get(format!("http://{addr}{path}")).call().expect("request");
-    assert_eq!(res.status().as_u16(), 200, "{path}");
-    res.body_mut().read_to_string().expect("body")
-}
+mod resources_support;
+use resources_support::*;
 
 #[test]
 fn the_layer_reports_holders_waiters_and_deadlocks() {
-    let mut b = tokio::runtime::Builder::new_multi_thread();
-    b.worker_threads(2).enable_all();
-    taskscope::instrument(&mut b);
-    let rt = b.build().unwrap();
-    rt.block_on(async {
-        tracing_subscriber::registry()
-            .with(tracing_subscriber::fmt::layer().with_test_writer().with_filter(LevelFilter::INFO))
-            .with(taskscope::layer())
-            .init();
+    let app = app_with(|rt| {
+        rt.block_on(async {
+            tracing_subscriber::registry()
+                .with(tracing_subscriber::fmt::layer().with_test_writer().with_filter(LevelFilter::INFO))
+                .with(taskscope::layer())
+                .init();
+        })
     });
-    let agent = {
-        let _enter = rt.enter();
-        taskscope::Agent::builder().addr("127.0.0.1:0".parse().unwrap()).start().unwrap()
-    };
-    let addr = agent.local_addr().unwrap();
 
     let (a, b) = (Arc::new(Mutex::new(0)), Arc::new(Mutex::new(0)));
     let barrier = Arc::new(Barrier::new(2));
-    let tasks: Vec<_> = [(a.clone(), b.clone()), (b, a)]
+    let mut tasks: Vec<_> = [(a.clone(), b.clone()), (b, a)]
         .into_iter()
         .map(|(mine, next)| {
             let barrier = barrier.clone();
-            rt.spawn(async move {
+            app.rt.spawn(async move {
                 let _held = mine.lock().await;
                 barrier.wait().await;
                 let _never = next.lock().await;
             })
         })
         .collect();
-    let mut ids: Vec<u64> = tasks.iter().map(|t| t.id().to_string().parse().unwrap()).collect();
+    let mut ids: Vec<u64> = tasks.iter().map(id_of).collect();
     ids.sort_unstable();
 
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let finding = loop {
-        let s: Value = serde_json::from_str(&http_get(addr, "/debug/taskscope/api/snapshot")).unwrap();
-        if let Some(f) = s["findings"].as_array().unwrap().iter().find(|f| f["kind"] == "deadlock") {
-            break f.clone();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no deadlock through the layer:\n{}\n{}",
-            http_get(addr, "/debug/pprof/tasks?debug=2"),
-            s["resources"]
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let s = wait_for(app.addr, "deadlock through the layer", |s| !deadlocks(s, &ids).is_empty());
+    let finding = deadlocks(&s, &ids)[0];
     let mut found: Vec<u64> =
         finding["task_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
     found.sort_unstable();
@@ -80,16 +52,48 @@ fn the_layer_reports_holders_waiters_and_deadlocks() {
         .as_str()
         .unwrap()
         .contains("tokio::sync::Mutex created at agent/tests/resources_layer.rs:"));
-    let dump = http_get(addr, "/debug/pprof/tasks?debug=2");
+    let dump = http_get(app.addr, "/debug/pprof/tasks?debug=2");
     assert!(
         dump.contains("\twaiting on tokio::sync::Mutex created at agent/tests/resources_layer.rs:"),
         "{dump}"
     );
     assert!(dump.contains(", held by task "), "{dump}");
 
-    for t in &tasks {
-        t.abort();
-    }
-    drop(agent);
-    rt.shutdown_timeout(Duration::from_secs(5));
+    // A semaphore: its holder and permits, and a waiter.
+    let pool = Arc::new(Semaphore::new(2));
+    let site = format!("agent/tests/resources_layer.rs:{}:", line!() - 1);
+    let (held_tx, held_rx) = tokio::sync::oneshot::channel::<()>();
+    let holder = {
+        let pool = pool.clone();
+        app.rt.spawn(async move {
+            let _permits = pool.acquire_many(2).await.unwrap();
+            let _ = held_tx.send(());
+            std::future::pending::<()>().await;
+        })
+    };
+    app.rt.block_on(held_rx).unwrap();
+    let waiter = {
+        let pool = pool.clone();
+        app.rt.spawn(async move {
+            let _permit = pool.acquire().await;
+        })
+    };
+    let (h, w) = (id_of(&holder), id_of(&waiter));
+    let s = wait_for(app.addr, "the semaphore's holder through the layer", |s| {
+        resource(s, &site).is_some_and(|r| r["waiters"] == serde_json::json!([w]))
+    });
+    let r = resource(&s, &site).unwrap();
+    assert_eq!(
+        (&r["held_by"], &r["held_permits"]),
+        (&serde_json::json!([h]), &serde_json::json!([2])),
+        "{r}"
+    );
+    let dump = http_get(app.addr, "/debug/pprof/tasks?debug=2");
+    assert!(block(&dump, w).contains(&format!(", held by task {h} (2 permits)\n")), "{dump}");
+    // The holder goes: the waiter gets a permit, returns it, and the
+    // semaphore is free.
+    holder.abort();
+    wait_for(app.addr, "the semaphore free through the layer", |s| resource(s, &site).is_none());
+    tasks.push(waiter);
+    app.stop(tasks);
 }

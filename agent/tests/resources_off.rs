@@ -10,33 +10,15 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::{Barrier, Mutex};
 
-fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    let agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(10)))
-        .http_status_as_error(false)
-        .build()
-        .new_agent();
-    let mut res = agent.get(format!("http://{addr}{path}")).call().expect("request");
-    assert_eq!(res.status().as_u16(), 200, "{path}");
-    res.body_mut().read_to_string().expect("body")
-}
+mod resources_support;
+use resources_support::*;
 
 #[test]
 fn resources_off_keeps_deep_mode_without_resources_or_deadlocks() {
     // Set before the runtime and the agent start.
     std::env::set_var("TASKSCOPE_RESOURCES", "off");
-    let mut b = tokio::runtime::Builder::new_multi_thread();
-    b.worker_threads(2).enable_all();
-    taskscope::instrument(&mut b);
-    let rt = b.build().unwrap();
-    // The first spawn of the process installs deep mode's subscriber, so
-    // that task itself has no deep data.
-    rt.block_on(async { tokio::spawn(async {}).await.unwrap() });
-    let agent = {
-        let _enter = rt.enter();
-        taskscope::Agent::builder().addr("127.0.0.1:0".parse().unwrap()).start().unwrap()
-    };
-    let addr = agent.local_addr().unwrap();
+    let app = app();
+    let addr = app.addr;
 
     let (a, b) = (Arc::new(Mutex::new(0)), Arc::new(Mutex::new(0)));
     let barrier = Arc::new(Barrier::new(2));
@@ -44,7 +26,7 @@ fn resources_off_keeps_deep_mode_without_resources_or_deadlocks() {
         .into_iter()
         .map(|(mine, next)| {
             let barrier = barrier.clone();
-            rt.spawn(async move {
+            app.rt.spawn(async move {
                 let _held = mine.lock().await;
                 barrier.wait().await;
                 let _never = next.lock().await;
@@ -80,9 +62,5 @@ fn resources_off_keeps_deep_mode_without_resources_or_deadlocks() {
     let dump = http_get(addr, "/debug/pprof/tasks?debug=2");
     assert!(!dump.contains("\twaiting on ") && !dump.contains("\tholding "), "{dump}");
 
-    for t in &tasks {
-        t.abort();
-    }
-    drop(agent);
-    rt.shutdown_timeout(Duration::from_secs(5));
+    app.stop(tasks);
 }

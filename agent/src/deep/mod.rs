@@ -214,8 +214,13 @@ pub(crate) fn resources_of(tasks: &mut [crate::snapshot::Task]) -> resources::Re
     for r in &mut view.list {
         r.waiters.retain(|t| idle.contains(t));
     }
-    view.list
-        .retain(|r| !r.held_by.is_empty() || r.held_outside || r.more_holders > 0 || !r.waiters.is_empty());
+    view.list.retain(|r| {
+        !r.held_by.is_empty()
+            || r.held_outside
+            || r.more_holders > 0
+            || r.more_permits > 0
+            || !r.waiters.is_empty()
+    });
     view
 }
 

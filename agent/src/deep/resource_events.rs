@@ -17,19 +17,40 @@
 //!   made, in the task that locked; `locked = false` when the guard drops.
 //!   `RwLock` emits `write_locked` and `current_readers` (`.op = add/sub`).
 //!
+//! A `Semaphore`'s permits (`sync/batch_semaphore.rs`): `Semaphore::new`
+//! makes its inner semaphore's `runtime.resource` span (`is_internal`) with
+//! the `Semaphore`'s span entered, and every acquire makes the inner
+//! semaphore's own async op span inside it. Those spans are enabled only
+//! then, so they name the `Semaphore`; the inner semaphore of a channel or a
+//! `Mutex` is made outside any `Semaphore`'s span and stays disabled.
+//!
+//! - An acquire's first poll emits `permits_requested = n` (in the inner
+//!   async op span), then the `Semaphore`'s async op `poll_op`: its ready
+//!   poll makes the polling task a holder of those `n` permits (a pending
+//!   one keeps `n` with the wait, for the ready poll to come).
+//! - Permits come back through the inner semaphore, with no `Semaphore`
+//!   span entered: `permits = n, permits.op = "add"` (in the inner
+//!   resource span) when they go back to the semaphore, `permits_obtained =
+//!   n, permits.op = "add"` (in a waiter's inner async op span) when they go
+//!   straight to a waiter. Either, outside the `Semaphore`'s own poll span,
+//!   is the current task giving `n` back; inside it, it is the polling
+//!   task's own acquire being served.
+//!
 //! The events carry no resource id: their resource is the span entered
 //! around them. The lean subscriber keeps a small per-thread stack of the
 //! resource spans entered (its ids name the resource, see [`span_id`]); the
-//! layer asks the `Registry` for the event's span and its parents.
+//! layer gives each such span the same id in its extensions and keeps the
+//! same stack from its enter and exit callbacks, so both share this logic.
 //!
 //! Cost: the resource spans of the four kinds are always enabled (one table
 //! slot each, taken under a short lock); async ops and the events are
 //! enabled only while a tracked resource span is entered on the thread
 //! (`Interest::sometimes`, one thread-local read), so the same callsites in
 //! `Interval::tick` or `oneshot::Sender::closed` cost a call and a read. The
-//! inner semaphore of every `Mutex`, channel and `Semaphore` (module
-//! `batch_semaphore`) is never enabled: it fires on every bounded-channel
-//! send.
+//! inner semaphore's callsites (module `batch_semaphore`) fire on every
+//! bounded-channel send and `Mutex` lock: there they cost the same call and
+//! read (plus a slot lookup under a `Mutex`'s span), and are enabled only
+//! under a `Semaphore`'s.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering::*};
@@ -54,12 +75,25 @@ pub(crate) enum Class {
     StateUpdate,
     /// `runtime::resource::poll_op` of an async op.
     PollOp,
+    /// A span of a semaphore's inner semaphore (module `batch_semaphore`):
+    /// its `runtime.resource` span and the `runtime.resource.async_op` span
+    /// of each acquire. Enabled only inside a `Semaphore`'s span, so never
+    /// for a channel's or a `Mutex`'s inner semaphore.
+    Inner,
+    /// The inner semaphore's `runtime::resource::state_update` (`permits`,
+    /// `permits.op`): permits taken from or returned to it.
+    PermitUpdate,
+    /// The inner semaphore's `runtime::resource::async_op::state_update`
+    /// (`permits_requested`, `permits_obtained`): an acquire's request, and
+    /// permits assigned to a waiter.
+    OpPermits,
     None,
 }
 
 const TRACKED: [&str; 4] =
     ["tokio::sync::mutex", "tokio::sync::rwlock", "tokio::sync::semaphore", "tokio::sync::barrier"];
 const ASYNC_OPS: &str = "tokio::util::trace";
+const INNER: &str = "tokio::sync::batch_semaphore";
 
 /// Callsites classified at registration, by the address of their static
 /// metadata, so that the per-call paths need no string compares: open
@@ -80,6 +114,9 @@ fn class_to_u8(class: Class) -> u8 {
         Class::StateUpdate => 4,
         Class::PollOp => 5,
         Class::None => 6,
+        Class::Inner => 7,
+        Class::PermitUpdate => 8,
+        Class::OpPermits => 9,
     }
 }
 
@@ -91,6 +128,9 @@ fn class_from_u8(n: u8) -> Option<Class> {
         4 => Class::StateUpdate,
         5 => Class::PollOp,
         6 => Class::None,
+        7 => Class::Inner,
+        8 => Class::PermitUpdate,
+        9 => Class::OpPermits,
         _ => return None,
     })
 }
@@ -147,6 +187,7 @@ pub(crate) fn classify(meta: &Metadata<'_>) -> Class {
             }
             "runtime.resource.async_op" if target == ASYNC_OPS => Class::AsyncOp,
             "runtime.resource.async_op.poll" if target == ASYNC_OPS => Class::OpPoll,
+            "runtime.resource" | "runtime.resource.async_op" if target == INNER => Class::Inner,
             _ => Class::None,
         }
     } else {
@@ -158,6 +199,8 @@ pub(crate) fn classify(meta: &Metadata<'_>) -> Class {
                 Class::StateUpdate
             }
             "runtime::resource::poll_op" if module == ASYNC_OPS => Class::PollOp,
+            "runtime::resource::state_update" if module == INNER => Class::PermitUpdate,
+            "runtime::resource::async_op::state_update" if module == INNER => Class::OpPermits,
             _ => Class::None,
         }
     }
@@ -180,20 +223,29 @@ pub(crate) fn interest(meta: &Metadata<'_>) -> Option<Interest> {
     }
 }
 
-/// The lean subscriber's `enabled` for a resource callsite: async ops and
-/// events only inside a tracked resource span.
+/// The lean subscriber's `enabled` for a resource callsite (and the layer's
+/// per-layer filter): async ops and events only inside a tracked resource
+/// span, and the inner semaphore's spans and events only inside a
+/// `Semaphore`'s.
 #[inline]
 pub(crate) fn enabled(meta: &Metadata<'_>) -> bool {
     match ENTERED.try_with(|e| e.get().len).unwrap_or(0) {
         0 => on() && class(meta) == Class::Resource,
-        _ => on() && class(meta) != Class::None,
+        _ => {
+            on() && match class(meta) {
+                Class::None => false,
+                Class::Inner | Class::PermitUpdate | Class::OpPermits => in_semaphore(),
+                _ => true,
+            }
+        }
     }
 }
 
-/// The layer's per-layer filter: every resource callsite (the `Registry`
-/// keeps the span stack, so there is no cheap thread-local to consult).
-pub(crate) fn wanted_by_layer(meta: &Metadata<'_>) -> bool {
-    on() && class(meta) != Class::None
+/// Whether the innermost resource span entered on this thread is a
+/// tracked `Semaphore`'s.
+fn in_semaphore() -> bool {
+    let (Some(key), Some(table)) = (current_key(), resources::existing()) else { return false };
+    table.kind_of(key) == Some(Kind::Semaphore)
 }
 
 // ---------------------------------------------------------------------------
@@ -206,6 +258,9 @@ pub(crate) fn wanted_by_layer(meta: &Metadata<'_>) -> bool {
 const ROLE_RESOURCE: u64 = 0;
 const ROLE_ASYNC_OP: u64 = 1;
 const ROLE_OP_POLL: u64 = 2;
+/// A span of a semaphore's inner semaphore: names the `Semaphore`, holds
+/// nothing.
+const ROLE_INNER: u64 = 3;
 const DUMMY: u64 = 0xffff << 32;
 
 /// The lean subscriber's id of a span of the resource of `key`.
@@ -227,16 +282,46 @@ fn role_of(id: u64) -> u64 {
     id >> 62
 }
 
-/// The resource spans entered on this thread, innermost last.
+/// The resource spans entered on this thread, innermost last. A semaphore's
+/// acquire polls six deep: the `Semaphore`'s resource, async op and poll
+/// spans, then its inner semaphore's.
 #[derive(Clone, Copy)]
 struct Entered {
-    ids: [u64; 4],
+    ids: [u64; 8],
     /// May exceed the array; the excess is not kept.
     len: u32,
 }
 
 thread_local! {
-    static ENTERED: Cell<Entered> = const { Cell::new(Entered { ids: [0; 4], len: 0 }) };
+    static ENTERED: Cell<Entered> = const { Cell::new(Entered { ids: [0; 8], len: 0 }) };
+    /// The last `permits_requested` seen on this thread: (task, key, n).
+    /// tokio emits it when an acquire future is first polled, just before
+    /// that poll's `poll_op`.
+    static REQUEST: Cell<(u64, u64, u32)> = const { Cell::new((0, 0, 0)) };
+}
+
+/// Whether an async op's poll span of the resource of `key` is entered on
+/// this thread: permits assigned inside it are the polling task's own, not
+/// given back by it.
+fn in_op_poll(key: u64) -> bool {
+    let Ok(e) = ENTERED.try_with(|e| e.get()) else { return false };
+    let len = (e.len as usize).min(e.ids.len());
+    e.ids[..len].iter().any(|&id| role_of(id) == ROLE_OP_POLL && key_of(id) == Some(key))
+}
+
+/// The permits `task` asked of `key` in the acquire it just started, once.
+fn take_request(task: Option<u64>, key: u64) -> Option<u32> {
+    let task = task?;
+    REQUEST
+        .try_with(|r| {
+            let (t, k, n) = r.get();
+            (t == task && k == key).then(|| {
+                r.set((0, 0, 0));
+                n
+            })
+        })
+        .ok()
+        .flatten()
 }
 
 /// The key of the innermost resource span entered on this thread.
@@ -291,21 +376,31 @@ fn open(table: &ResourceTable, attrs: &Attributes<'_>) -> Option<u64> {
 
 /// The lean subscriber's `new_span` for a resource callsite.
 pub(crate) fn new_span(attrs: &Attributes<'_>) -> Id {
-    let Some(table) = resources::table() else { return Id::from_u64(DUMMY) };
+    Id::from_u64(lean_id(attrs))
+}
+
+/// The id the lean subscriber gives a resource-related span (the layer
+/// keeps it in the span's extensions): its role and its resource's key.
+fn lean_id(attrs: &Attributes<'_>) -> u64 {
+    let Some(table) = resources::table() else { return DUMMY };
     let id = match class(attrs.metadata()) {
         Class::Resource => open(table, attrs).map(|key| span_id(ROLE_RESOURCE, key)),
         // No reference of their own: the async op holds a clone of the
         // resource's span, which outlives them (tokio's `AsyncOpTracingCtx`
         // drops the op's spans first).
-        class @ (Class::AsyncOp | Class::OpPoll) => {
+        class @ (Class::AsyncOp | Class::OpPoll | Class::Inner) => {
             current_key().filter(|&k| table.get(k).is_some()).map(|key| {
-                let role = if class == Class::AsyncOp { ROLE_ASYNC_OP } else { ROLE_OP_POLL };
+                let role = match class {
+                    Class::AsyncOp => ROLE_ASYNC_OP,
+                    Class::OpPoll => ROLE_OP_POLL,
+                    _ => ROLE_INNER,
+                };
                 span_id(role, key)
             })
         }
         _ => None,
     };
-    Id::from_u64(id.unwrap_or(DUMMY))
+    id.unwrap_or(DUMMY)
 }
 
 /// A resource-related span is entered on this thread.
@@ -376,6 +471,11 @@ struct EventVisitor {
     is_ready: Option<bool>,
     readers: bool,
     op: Option<bool>,
+    /// `permits` (`PermitUpdate`) or `permits_obtained` (`OpPermits`).
+    permits: Option<u64>,
+    requested: Option<u64>,
+    /// `permits.op = "add"`.
+    permits_add: bool,
 }
 
 impl Visit for EventVisitor {
@@ -386,27 +486,32 @@ impl Visit for EventVisitor {
             _ => {}
         }
     }
-    fn record_u64(&mut self, field: &Field, _: u64) {
-        if field.name() == "current_readers" {
-            self.readers = true;
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        match field.name() {
+            "current_readers" => self.readers = true,
+            "permits" | "permits_obtained" => self.permits = Some(value),
+            "permits_requested" => self.requested = Some(value),
+            _ => {}
         }
     }
-    fn record_i64(&mut self, field: &Field, _: i64) {
-        if field.name() == "current_readers" {
-            self.readers = true;
-        }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.record_u64(field, value.max(0) as u64);
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "current_readers.op" {
-            self.op = match value {
-                "add" => Some(true),
-                "sub" => Some(false),
-                _ => None,
-            };
+        match field.name() {
+            "current_readers.op" => {
+                self.op = match value {
+                    "add" => Some(true),
+                    "sub" => Some(false),
+                    _ => None,
+                }
+            }
+            "permits.op" => self.permits_add = value == "add",
+            _ => {}
         }
     }
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "current_readers.op" {
+        if matches!(field.name(), "current_readers.op" | "permits.op") {
             let text = format!("{value:?}");
             self.record_str(field, text.trim_matches('"'));
         }
@@ -417,18 +522,68 @@ impl Visit for EventVisitor {
 fn apply(table: &ResourceTable, key: u64, event: &Event<'_>) {
     let mut v = EventVisitor::default();
     event.record(&mut v);
+    match class(event.metadata()) {
+        Class::PermitUpdate | Class::OpPermits => return permits(table, key, &v),
+        Class::PollOp if v.is_ready.is_some() && table.kind_of(key) == Some(Kind::Semaphore) => {
+            return semaphore_polled(table, key, v.is_ready == Some(true));
+        }
+        _ => {}
+    }
     if let Some(ready) = v.is_ready {
         // A ready poll of a task that never waited (the common, uncontended
         // case) has nothing to clear.
         if !ready || table.anyone_waits() {
             if let Some(task) = current_task() {
-                table.polled(key, task, ready);
+                table.polled(key, task, ready, 0);
             }
         }
     } else if let Some(locked) = v.locked {
         table.set_locked(key, current_task(), locked);
     } else if let (true, Some(add)) = (v.readers, v.op) {
         table.reader(key, current_task(), add);
+    }
+}
+
+/// A `poll_op` of a `Semaphore`'s acquire: not ready, the task waits for the
+/// permits it asked for; ready, it holds them.
+///
+/// A ready acquire of a closed semaphore (an error) reads as holding them
+/// too: tokio's events do not tell it apart.
+fn semaphore_polled(table: &ResourceTable, key: u64, ready: bool) {
+    let task = current_task();
+    let request = take_request(task, key);
+    if !ready {
+        if let Some(task) = task {
+            table.polled(key, task, false, request.unwrap_or(0));
+        }
+        return;
+    }
+    let waited = task.and_then(|t| table.requested(key, t));
+    if let Some(task) = task.filter(|_| table.anyone_waits()) {
+        table.polled(key, task, true, 0);
+    }
+    table.permits_acquired(key, task, request.or(waited).unwrap_or(1) as u64);
+}
+
+/// The inner semaphore of a `Semaphore`:
+///
+/// - `permits_requested = n`: the current task starts an acquire of `n`;
+/// - permits given back to the semaphore (`permits = n, permits.op = add`)
+///   or assigned to a waiter (`permits_obtained = n, permits.op = add`)
+///   outside that waiter's own poll: the current task gave them back, by
+///   dropping a permit or cancelling an acquire.
+fn permits(table: &ResourceTable, key: u64, v: &EventVisitor) {
+    if let Some(n) = v.requested {
+        if let Some(task) = current_task() {
+            let _ = REQUEST.try_with(|r| r.set((task, key, n.min(u32::MAX as u64) as u32)));
+        }
+        return;
+    }
+    match v.permits {
+        Some(n) if n > 0 && v.permits_add && !in_op_poll(key) => {
+            table.permits_released(key, current_task(), n);
+        }
+        _ => {}
     }
 }
 
@@ -439,46 +594,71 @@ pub(crate) fn event(event: &Event<'_>) {
     }
 }
 
-/// The layer's part: the `Registry` names the spans, so a resource span
-/// keeps its key in its extensions.
+/// The layer's part. The `Registry` names the spans; each resource-related
+/// span keeps the id the lean subscriber would have given it in its
+/// extensions, and the layer's enter and exit keep the same per-thread stack
+/// of them, so that events, filters and the lean subscriber share one logic.
 pub(crate) mod layer {
     use super::*;
     use tracing_subscriber::layer::Context;
     use tracing_subscriber::registry::LookupSpan;
 
-    /// The key of a resource span, in its extensions.
-    struct ResourceKey(u64);
+    /// The lean id of a resource-related span (see [`lean_id`]).
+    struct LeanId(u64);
+
+    fn lean_id_of<S>(id: &Id, ctx: &Context<'_, S>) -> Option<u64>
+    where
+        S: tracing_core::Subscriber + for<'a> LookupSpan<'a>,
+    {
+        ctx.span(id)?.extensions().get::<LeanId>().map(|l| l.0)
+    }
 
     pub(crate) fn on_new_span<S>(attrs: &Attributes<'_>, id: &Id, ctx: &Context<'_, S>)
     where
         S: tracing_core::Subscriber + for<'a> LookupSpan<'a>,
     {
-        if class(attrs.metadata()) != Class::Resource {
+        if !matches!(class(attrs.metadata()), Class::Resource | Class::AsyncOp | Class::OpPoll | Class::Inner)
+        {
             return;
         }
-        let Some(table) = resources::table() else { return };
-        if let (Some(key), Some(span)) = (open(table, attrs), ctx.span(id)) {
-            span.extensions_mut().insert(ResourceKey(key));
+        let lean = lean_id(attrs);
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(LeanId(lean));
+        } else if role_of(lean) == ROLE_RESOURCE {
+            // No span to keep it in: never closed, so not tracked either.
+            if let (Some(key), Some(table)) = (key_of(lean), resources::existing()) {
+                table.close(key);
+            }
         }
     }
 
-    fn key_in_scope<S>(span: tracing_subscriber::registry::SpanRef<'_, S>) -> Option<u64>
+    /// A span that is not a task's is entered: a resource-related one
+    /// joins the per-thread stack.
+    pub(crate) fn on_enter<S>(id: &Id, ctx: &Context<'_, S>)
     where
         S: tracing_core::Subscriber + for<'a> LookupSpan<'a>,
     {
-        span.scope().find_map(|s| s.extensions().get::<ResourceKey>().map(|k| k.0))
+        if let Some(lean) = lean_id_of(id, ctx) {
+            enter(lean);
+        }
     }
 
-    pub(crate) fn on_event<S>(event: &Event<'_>, ctx: &Context<'_, S>)
+    /// ... and exited.
+    pub(crate) fn on_exit<S>(id: &Id, ctx: &Context<'_, S>)
     where
         S: tracing_core::Subscriber + for<'a> LookupSpan<'a>,
     {
-        let Some(table) = resources::existing() else { return };
-        if !matches!(class(event.metadata()), Class::StateUpdate | Class::PollOp) {
-            return;
+        if let Some(lean) = lean_id_of(id, ctx) {
+            exit(lean);
         }
-        if let Some(key) = ctx.event_span(event).and_then(key_in_scope) {
-            apply(table, key, event);
+    }
+
+    pub(crate) fn on_event(e: &Event<'_>) {
+        if matches!(
+            class(e.metadata()),
+            Class::StateUpdate | Class::PollOp | Class::PermitUpdate | Class::OpPermits
+        ) {
+            event(e);
         }
     }
 
@@ -486,16 +666,16 @@ pub(crate) mod layer {
     where
         S: tracing_core::Subscriber + for<'a> LookupSpan<'a>,
     {
-        let Some(table) = resources::existing() else { return };
-        let Some(span) = ctx.span(id) else { return };
-        if let Some(key) = span.extensions().get::<ResourceKey>().map(|k| k.0) {
-            table.close(key);
-            return;
-        }
-        if class(span.metadata()) == Class::AsyncOp {
-            if let (Some(key), Some(task)) = (key_in_scope(span), current_task()) {
-                table.op_dropped(key, task);
+        let Some(lean) = lean_id_of(id, ctx) else { return };
+        let (Some(key), Some(table)) = (key_of(lean), resources::existing()) else { return };
+        match role_of(lean) {
+            ROLE_RESOURCE => table.close(key),
+            ROLE_ASYNC_OP if table.anyone_waits() => {
+                if let Some(task) = current_task() {
+                    table.op_dropped(key, task);
+                }
             }
+            _ => {}
         }
     }
 }

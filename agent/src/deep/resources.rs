@@ -1,6 +1,7 @@
 //! Deep mode: tokio's resources (`Mutex`, `RwLock`, `Semaphore`, `Barrier`)
 //! as its `tracing` instrumentation describes them: each resource's type and
-//! creation site, the task holding it, and the tasks waiting on it.
+//! creation site, the tasks holding it (with their permits, for a
+//! semaphore), and the tasks waiting on it.
 //!
 //! tokio (with `--cfg tokio_unstable` and its `tracing` feature) gives every
 //! resource made with `new` a `runtime.resource` span (fields
@@ -14,16 +15,35 @@
 //!
 //! - the holder of a `Mutex` (or the writer of a `RwLock`) is the task being
 //!   polled when `locked = true` is emitted, until `locked = false`;
+//! - a `Semaphore`'s holders are the tasks whose acquire became ready, each
+//!   with the permits it asked for, less the permits each gives back (read
+//!   from the semaphore's inner semaphore, see [`super::resource_events`]);
 //! - a task waits on a resource from a `poll_op` that was not ready until one
 //!   that is, or until its async op is dropped (a cancelled `lock()`).
 //!
+//! A guard or permit moved to another task (an `OwnedMutexGuard` or
+//! `OwnedSemaphorePermit` sent away) still names the task that took it
+//! until it is dropped: tokio's events do not see the move. Its drop in the
+//! other task clears it all the same: a `Mutex` or `RwLock` writer by its
+//! `locked = false`; a reader or permits given back by a task that holds
+//! none come off another holder (the unlisted ones first), so the counts
+//! stay right. Permits taken with `try_acquire` emit no event and are not
+//! seen; nor are resources made by taskscope's own code.
+//!
 //! Everything is bounded: a fixed table of resources (overflow counted), a
 //! fixed open-addressing table of waiting tasks (overflow counted), at most
-//! [`READERS`] reader tasks per `RwLock` (the rest counted). Creating and
-//! dropping a resource takes a short lock (the free list, the file names);
-//! holding, waiting and releasing are atomic stores. Tasks that use no
-//! resource pay nothing: none of this is reached from a poll that does not
-//! touch one.
+//! [`READERS`] reader tasks per `RwLock` or permit holders per `Semaphore`
+//! (the rest counted, their permits summed), [`FILES`] distinct creation
+//! files (the rest `<other>`, counted). Creating and dropping a resource
+//! takes a short lock (the free list, the file names); holding, waiting and
+//! releasing are atomic operations on the resource's slot. Tasks that use
+//! no resource pay nothing: none of this is reached from a poll that does
+//! not touch one.
+//!
+//! `oneshot` channels, `Sleep` and `Interval` have resource spans too, but
+//! are not tracked: a task awaiting one gets its wait reason (`chan
+//! receive`, `sleep`) and await line from its parked-at stack, and timers
+//! come and go far too often to take a slot each under a lock.
 //!
 //! `TASKSCOPE_RESOURCES=off` turns it off: the resource callsites are then
 //! never enabled, so tokio's instrumentation of them costs what it costs
@@ -49,7 +69,8 @@ pub(crate) const DEFAULT_CAPACITY: u32 = 4096;
 pub(crate) const MAX_CAPACITY: u32 = 60_000;
 /// Waiting tasks tracked at once.
 pub(crate) const WAITS: usize = 32_768;
-/// Reader tasks of a `RwLock` kept by id; more are counted.
+/// Reader tasks of a `RwLock` (tasks holding permits of a `Semaphore`) kept
+/// by id; more are counted.
 pub(crate) const READERS: usize = 4;
 /// Distinct creation files kept; more show as `<other>`.
 const FILES: usize = 1024;
@@ -150,11 +171,11 @@ impl Kind {
     }
 
     /// Whether tokio's events tell who holds it: a `Mutex`'s `locked`, a
-    /// `RwLock`'s `write_locked` and `current_readers`. A `Semaphore`'s
-    /// permits are returned through its inner semaphore, whose events
-    /// taskscope does not read (they fire on every bounded-channel send too).
+    /// `RwLock`'s `write_locked` and `current_readers`, a `Semaphore`'s
+    /// acquires and the permits its inner semaphore takes back (see
+    /// [`super::resource_events`]). A `Barrier` has no holder.
     pub(crate) fn holders_known(self) -> bool {
-        matches!(self, Kind::Mutex | Kind::RwLock)
+        matches!(self, Kind::Mutex | Kind::RwLock | Kind::Semaphore)
     }
 }
 
@@ -174,15 +195,43 @@ pub(crate) struct Slot {
     /// The task holding a `Mutex` or writing a `RwLock`; 0 if none,
     /// [`OUTSIDE`] if no task.
     holder: AtomicU64,
-    /// Reader tasks of a `RwLock`; 0 for an empty entry.
+    /// Reader tasks of a `RwLock`, or the tasks holding permits of a
+    /// `Semaphore`; 0 for an empty entry.
     readers: [AtomicU64; READERS],
-    /// Readers beyond [`READERS`].
+    /// A `Semaphore`: the permits each task of `readers` holds.
+    permits: [AtomicU64; READERS],
+    /// Readers beyond [`READERS`]; for a `Semaphore`, the permits held by
+    /// tasks beyond [`READERS`].
     readers_more: AtomicU64,
 }
 
 /// A key: `generation << 16 | slot + 1`, at most 30 bits, never 0.
 pub(crate) fn key(slot: u32, generation: u64) -> u64 {
     ((generation & 0x3fff) << 16) | (slot as u64 + 1)
+}
+
+/// Takes up to `want` permits from a holder's entry; clears the entry once
+/// it holds none. How many it took.
+fn take(task: &AtomicU64, permits: &AtomicU64, want: u64) -> u64 {
+    let Ok(had) = permits.fetch_update(AcqRel, Acquire, |p| (p > 0).then(|| p - p.min(want))) else {
+        return 0;
+    };
+    if had <= want {
+        let t = task.load(Relaxed);
+        if t != 0 {
+            let _ = task.compare_exchange(t, 0, AcqRel, Relaxed);
+        }
+    }
+    had.min(want)
+}
+
+/// Whether a resource was made by taskscope's own code (its HTTP server's
+/// semaphores): not the app's, so not tracked. `file!()` names this file
+/// the way `Location::caller()` names the others of the crate.
+fn is_own(file: &str) -> bool {
+    let here = file!();
+    let src = here.strip_suffix("deep/resources.rs").unwrap_or(here);
+    file.starts_with(src)
 }
 
 /// The slot index of a key.
@@ -200,7 +249,8 @@ pub(crate) struct NewResource<'a> {
 }
 
 /// Open addressing over (task id, resource key) pairs: which resource each
-/// waiting task waits on. Only the thread polling (or dropping) a task
+/// waiting task waits on (the key word also carries, above bit 32, the
+/// permits a semaphore wait asks for). Only the thread polling (or dropping) a task
 /// writes its entry, so an entry's two words need no lock: the task word is
 /// claimed by compare-and-swap, the key word is then stored.
 #[derive(Debug)]
@@ -216,6 +266,8 @@ struct Waits {
 
 const EMPTY: u64 = 0;
 const TOMBSTONE: u64 = u64::MAX;
+/// The bits of a wait's key word that hold the key (at most 30 bits).
+const KEY_BITS: u64 = 0xffff_ffff;
 const PROBES: usize = 64;
 
 fn mix(id: u64) -> usize {
@@ -242,7 +294,8 @@ impl Waits {
         None
     }
 
-    /// `task` waits on `key`; false if the table had no room.
+    /// `task` waits on `key` (with `extra` above bit 32); false if the
+    /// table had no room.
     fn set(&self, task: u64, key: u64) -> bool {
         if let Some(i) = self.find(task) {
             self.keys[i].store(key, Release);
@@ -267,7 +320,7 @@ impl Waits {
     /// `task` no longer waits on `key` (on anything, if `key` is `None`).
     fn clear(&self, task: u64, key: Option<u64>) {
         if let Some(i) = self.find(task) {
-            if key.is_none_or(|k| self.keys[i].load(Relaxed) == k) {
+            if key.is_none_or(|k| self.keys[i].load(Relaxed) & KEY_BITS == k) {
                 self.keys[i].store(0, Relaxed);
                 self.tasks[i].store(TOMBSTONE, Release);
                 self.live.fetch_sub(1, Relaxed);
@@ -275,7 +328,13 @@ impl Waits {
         }
     }
 
+    /// The key `task` waits on.
     fn get(&self, task: u64) -> Option<u64> {
+        self.get_word(task).map(|w| w & KEY_BITS)
+    }
+
+    /// The key word of `task`: its key, and what sits above bit 32.
+    fn get_word(&self, task: u64) -> Option<u64> {
         self.find(task).map(|i| self.keys[i].load(Acquire)).filter(|&k| k != 0)
     }
 
@@ -286,7 +345,7 @@ impl Waits {
             if task == EMPTY || task == TOMBSTONE {
                 continue;
             }
-            let key = k.load(Acquire);
+            let key = k.load(Acquire) & KEY_BITS;
             if key != 0 {
                 out.push((task, key));
             }
@@ -314,6 +373,12 @@ pub(crate) struct ResourceTable {
     pub(crate) dropped: AtomicU64,
     /// Waits not recorded because the wait table was full.
     pub(crate) waits_dropped: AtomicU64,
+    /// Readers of a `RwLock` or permit holders of a `Semaphore` counted
+    /// without their task id (beyond [`READERS`] on one resource).
+    pub(crate) holders_dropped: AtomicU64,
+    /// Resources whose creation file shows as `<other>` (beyond [`FILES`]
+    /// distinct files).
+    pub(crate) files_dropped: AtomicU64,
     /// Resources tracked since the start.
     pub(crate) created: AtomicU64,
 }
@@ -327,6 +392,8 @@ impl ResourceTable {
             waits: Waits::new(waits),
             dropped: AtomicU64::new(0),
             waits_dropped: AtomicU64::new(0),
+            holders_dropped: AtomicU64::new(0),
+            files_dropped: AtomicU64::new(0),
             created: AtomicU64::new(0),
         }
     }
@@ -339,6 +406,9 @@ impl ResourceTable {
     /// the table is full (counted) or the resource is of no known kind.
     pub(crate) fn open(&self, new: &NewResource<'_>) -> Option<u64> {
         let kind = new.kind?;
+        if new.file.is_some_and(is_own) {
+            return None;
+        }
         let (index, file) = {
             let mut shared = self.shared();
             let index = match shared.free.pop() {
@@ -362,7 +432,11 @@ impl ResourceTable {
                         shared.file_index.insert(f.into(), i);
                         i + 1
                     }
-                    None => 0,
+                    None => {
+                        self.files_dropped.fetch_add(1, Relaxed);
+                        // Past the known files: shows as `<other>`.
+                        FILES as u32 + 1
+                    }
                 },
                 None => 0,
             };
@@ -374,7 +448,7 @@ impl ResourceTable {
         slot.desc.store(kind as u64 | (file as u64) << 8 | (new.line as u64) << 32, Relaxed);
         slot.col.store(new.col as u64, Relaxed);
         slot.holder.store(0, Relaxed);
-        for r in &slot.readers {
+        for r in slot.readers.iter().chain(&slot.permits) {
             r.store(0, Relaxed);
         }
         slot.readers_more.store(0, Relaxed);
@@ -442,6 +516,7 @@ impl ResourceTable {
                 }
             }
             slot.readers_more.fetch_add(1, Relaxed);
+            self.holders_dropped.fetch_add(1, Relaxed);
             return;
         }
         // The guard is usually dropped by the task that took it; if not,
@@ -463,12 +538,104 @@ impl ResourceTable {
     }
 
     /// A `poll_op` of `task` on the resource of `key`: not ready means the
-    /// task waits on it; ready means it no longer does.
-    pub(crate) fn polled(&self, key: u64, task: u64, ready: bool) {
+    /// task waits on it (for `requested` permits of a semaphore, 0 if not
+    /// known); ready means it no longer does.
+    pub(crate) fn polled(&self, key: u64, task: u64, ready: bool, requested: u32) {
         if ready {
             self.waits.clear(task, Some(key));
-        } else if self.waits.get(task) != Some(key) && !self.waits.set(task, key) {
-            self.waits_dropped.fetch_add(1, Relaxed);
+            return;
+        }
+        let word = key | (requested as u64) << 32;
+        match self.waits.get_word(task) {
+            // Already known; keep what the first poll learnt of the request.
+            Some(w) if w == word || (requested == 0 && w & KEY_BITS == key) => {}
+            _ if self.waits.set(task, word) => {}
+            _ => {
+                self.waits_dropped.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    /// The permits `task` asked for when it started waiting on `key`, if it
+    /// waits on it and they were known.
+    pub(crate) fn requested(&self, key: u64, task: u64) -> Option<u32> {
+        let w = self.waits.get_word(task)?;
+        (w & KEY_BITS == key).then_some((w >> 32) as u32).filter(|&n| n != 0)
+    }
+
+    /// Whether `task` waits on `key`.
+    pub(crate) fn waits_on(&self, task: u64, key: u64) -> bool {
+        self.anyone_waits() && self.waits.get(task) == Some(key)
+    }
+
+    /// The kind of the live resource of `key`.
+    #[inline]
+    pub(crate) fn kind_of(&self, key: u64) -> Option<Kind> {
+        Kind::from_u8(self.get(key)?.desc.load(Relaxed) as u8)
+    }
+
+    /// `task` (`None`: code outside any task) acquired `n` permits of the
+    /// semaphore of `key`.
+    pub(crate) fn permits_acquired(&self, key: u64, task: Option<u64>, n: u64) {
+        let Some(slot) = self.get(key) else { return };
+        if n == 0 {
+            return;
+        }
+        let task = task.unwrap_or(OUTSIDE);
+        // Its own entry: only the thread polling a task adds to it.
+        for (r, p) in slot.readers.iter().zip(&slot.permits) {
+            if r.load(Acquire) == task {
+                p.fetch_add(n, AcqRel);
+                return;
+            }
+        }
+        for (r, p) in slot.readers.iter().zip(&slot.permits) {
+            if r.compare_exchange(0, task, AcqRel, Relaxed).is_ok() {
+                p.store(n, Release);
+                return;
+            }
+        }
+        slot.readers_more.fetch_add(n, Relaxed);
+        self.holders_dropped.fetch_add(1, Relaxed);
+    }
+
+    /// `task` gave `n` permits of the semaphore of `key` back (it dropped a
+    /// permit, or they went straight to a waiter).
+    ///
+    /// - A task that still waits on the semaphore is giving back what a
+    ///   cancelled acquire had been assigned (tokio does so before it closes
+    ///   the acquire's span): no holder had them.
+    /// - Otherwise the task's own permits go first. Permits given back by a
+    ///   task that holds none were moved to it (an `OwnedSemaphorePermit`
+    ///   sent to another task): those of unlisted holders go first, then a
+    ///   listed holder's, so the total stays right while the attribution is
+    ///   a guess.
+    pub(crate) fn permits_released(&self, key: u64, task: Option<u64>, n: u64) {
+        let Some(slot) = self.get(key) else { return };
+        if task.is_some_and(|t| self.waits_on(t, key)) {
+            return;
+        }
+        let task = task.unwrap_or(OUTSIDE);
+        let mut left = n;
+        let entries = || slot.readers.iter().zip(&slot.permits);
+        for (r, p) in entries() {
+            if left > 0 && r.load(Acquire) == task {
+                left -= take(r, p, left);
+            }
+        }
+        if left > 0 {
+            if let Ok(had) = slot.readers_more.fetch_update(Relaxed, Relaxed, |m| m.checked_sub(m.min(left)))
+            {
+                left -= had.min(left);
+            }
+        }
+        for (r, p) in entries() {
+            if left == 0 {
+                break;
+            }
+            if r.load(Acquire) != 0 {
+                left -= take(r, p, left);
+            }
         }
     }
 
@@ -522,16 +689,39 @@ impl ResourceTable {
             let desc = slot.desc.load(Relaxed);
             let Some(kind) = Kind::from_u8(desc as u8) else { continue };
             let mut held_by = Vec::new();
-            let holder = slot.holder.load(Acquire);
-            if holder != 0 {
-                held_by.push(holder);
+            let mut held_permits = Vec::new();
+            let (mut more_holders, mut more_permits) = (0, 0);
+            let mut held_outside = false;
+            if kind == Kind::Semaphore {
+                for (r, p) in slot.readers.iter().zip(&slot.permits) {
+                    let (task, n) = (r.load(Acquire), p.load(Acquire));
+                    match (task, n) {
+                        (0, _) | (_, 0) => {}
+                        (OUTSIDE, _) => held_outside = true,
+                        _ => {
+                            held_by.push(task);
+                            held_permits.push(n);
+                        }
+                    }
+                }
+                more_permits = slot.readers_more.load(Relaxed);
+            } else {
+                let holder = slot.holder.load(Acquire);
+                if holder != 0 {
+                    held_by.push(holder);
+                }
+                held_by.extend(slot.readers.iter().map(|r| r.load(Acquire)).filter(|&r| r != 0));
+                held_outside = held_by.contains(&OUTSIDE);
+                held_by.retain(|&t| t != OUTSIDE);
+                more_holders = slot.readers_more.load(Relaxed);
             }
-            held_by.extend(slot.readers.iter().map(|r| r.load(Acquire)).filter(|&r| r != 0));
-            let held_outside = held_by.contains(&OUTSIDE);
-            held_by.retain(|&t| t != OUTSIDE);
-            let more_holders = slot.readers_more.load(Relaxed);
             let mut waiting = waiters.remove(&key).unwrap_or_default();
-            if held_by.is_empty() && !held_outside && waiting.is_empty() && more_holders == 0 {
+            if held_by.is_empty()
+                && !held_outside
+                && waiting.is_empty()
+                && more_holders == 0
+                && more_permits == 0
+            {
                 continue;
             }
             if slot.key.load(Acquire) != key {
@@ -548,8 +738,10 @@ impl ResourceTable {
                 kind,
                 created_at: format!("{file}:{}:{}", desc >> 32, slot.col.load(Relaxed)),
                 held_by,
+                held_permits,
                 held_outside,
                 more_holders,
+                more_permits,
                 waiters: waiting,
             });
         }
@@ -562,6 +754,8 @@ impl ResourceTable {
             unlisted,
             dropped: self.dropped.load(Relaxed),
             waits_dropped: self.waits_dropped.load(Relaxed),
+            holders_dropped: self.holders_dropped.load(Relaxed),
+            files_dropped: self.files_dropped.load(Relaxed),
             list,
             waits,
         }
@@ -579,13 +773,20 @@ pub(crate) struct Resource {
     /// `file:line:col` of the `new` that made it.
     pub(crate) created_at: String,
     /// Tasks holding it: the `Mutex`'s holder, the `RwLock`'s writer or
-    /// readers. Always empty for kinds whose holders tokio does not report
-    /// ([`Kind::holders_known`]).
+    /// readers, the tasks holding permits of a `Semaphore` (at most
+    /// [`READERS`]). Always empty for kinds whose holders tokio does not
+    /// report ([`Kind::holders_known`]).
     pub(crate) held_by: Vec<u64>,
-    /// Held by code outside any task (`try_lock` on a thread of its own).
+    /// A `Semaphore`: the permits each task of `held_by` holds, in the same
+    /// order; empty for the other kinds.
+    pub(crate) held_permits: Vec<u64>,
+    /// Held by code outside any task (`try_lock` on a thread of its own, a
+    /// semaphore acquired in `block_on`).
     pub(crate) held_outside: bool,
     /// Readers beyond those listed.
     pub(crate) more_holders: u64,
+    /// A `Semaphore`: permits held by tasks beyond those listed.
+    pub(crate) more_permits: u64,
     /// Tasks waiting on it, by id.
     pub(crate) waiters: Vec<u64>,
 }
@@ -603,8 +804,10 @@ pub(crate) struct ResourceRef<'a> {
     pub(crate) type_name: &'static str,
     pub(crate) created_at: &'a str,
     pub(crate) held_by: &'a [u64],
+    pub(crate) held_permits: &'a [u64],
     pub(crate) held_outside: bool,
     pub(crate) more_holders: u64,
+    pub(crate) more_permits: u64,
     /// How many tasks wait on it, this one included.
     pub(crate) waiting: usize,
 }
@@ -617,8 +820,10 @@ impl Resource {
             type_name: self.kind.type_name(),
             created_at: &self.created_at,
             held_by: &self.held_by,
+            held_permits: &self.held_permits,
             held_outside: self.held_outside,
             more_holders: self.more_holders,
+            more_permits: self.more_permits,
             waiting: self.waiters.len(),
         }
     }
@@ -629,10 +834,20 @@ impl Resource {
     }
 
     /// `task 12`, `tasks 3, 4`, `a thread outside the runtime`, or `None`
-    /// when no holder is known.
+    /// when no holder is known; a semaphore's holders with their permits:
+    /// `task 12 (2 permits)`.
     pub(crate) fn holders_text(&self) -> Option<String> {
         let mut names: Vec<String> = Vec::new();
-        let tasks: Vec<String> = self.held_by.iter().map(|t| t.to_string()).collect();
+        let permits = |n: u64| if n == 1 { "1 permit".to_string() } else { format!("{n} permits") };
+        let tasks: Vec<String> = match self.kind {
+            Kind::Semaphore => self
+                .held_by
+                .iter()
+                .zip(&self.held_permits)
+                .map(|(t, &n)| format!("{t} ({})", permits(n)))
+                .collect(),
+            _ => self.held_by.iter().map(|t| t.to_string()).collect(),
+        };
         match tasks.len() {
             0 => {}
             1 => names.push(format!("task {}", tasks[0])),
@@ -643,6 +858,9 @@ impl Resource {
         }
         if self.more_holders > 0 {
             names.push(format!("{} more readers", self.more_holders));
+        }
+        if self.more_permits > 0 {
+            names.push(format!("other tasks ({})", permits(self.more_permits)));
         }
         (!names.is_empty()).then(|| names.join(" and "))
     }
@@ -661,6 +879,12 @@ pub(crate) struct Resources {
     pub(crate) dropped: u64,
     /// Waits not recorded because the wait table was full.
     pub(crate) waits_dropped: u64,
+    /// Readers or permit holders counted without their task id (beyond the
+    /// few kept per resource).
+    pub(crate) holders_dropped: u64,
+    /// Resources whose creation file shows as `<other>` (the table of
+    /// distinct files was full).
+    pub(crate) files_dropped: u64,
     /// The resources that are held or waited on, by id.
     pub(crate) list: Vec<Resource>,
     /// (task id, resource id): what each waiting task waits on.
@@ -734,9 +958,9 @@ mod tests {
         let m = mutex(&t, 40);
         let idle = mutex(&t, 41);
         t.set_locked(m, Some(12), true);
-        t.polled(m, 13, false);
-        t.polled(m, 14, false);
-        t.polled(m, 14, false);
+        t.polled(m, 13, false, 0);
+        t.polled(m, 14, false, 0);
+        t.polled(m, 14, false, 0);
         let r = t.read();
         assert_eq!(r.live, 2);
         assert_eq!(r.list.len(), 1, "an idle resource is not listed: {r:?}");
@@ -749,7 +973,7 @@ mod tests {
         assert_eq!(r.waited_by(13).map(|r| r.id), Some(m));
         assert!(r.get(idle).is_none());
         // 13 gets it: its wait ends, and it holds the lock.
-        t.polled(m, 13, true);
+        t.polled(m, 13, true, 0);
         t.set_locked(m, Some(12), false);
         t.set_locked(m, Some(13), true);
         let r = t.read();
@@ -762,7 +986,7 @@ mod tests {
         let t = ResourceTable::new(8, 64);
         let a = mutex(&t, 1);
         let b = mutex(&t, 2);
-        t.polled(a, 5, false);
+        t.polled(a, 5, false, 0);
         // Dropping an op on another resource leaves the wait alone.
         t.op_dropped(b, 5);
         assert_eq!(t.wait_of(5), Some(a));
@@ -779,7 +1003,7 @@ mod tests {
         assert_eq!(t.dropped.load(Relaxed), 1);
         t.retain(a);
         assert!(!t.release(a));
-        t.polled(a, 9, false);
+        t.polled(a, 9, false, 0);
         assert!(t.release(a));
         assert!(t.get(a).is_none());
         let c = mutex(&t, 3);
@@ -819,25 +1043,106 @@ mod tests {
     }
 
     #[test]
+    fn semaphore_permits_are_kept_per_task_then_counted() {
+        let t = ResourceTable::new(4, 64);
+        let s = t
+            .open(&NewResource { kind: Some(Kind::Semaphore), file: Some("src/pool.rs"), line: 8, col: 5 })
+            .unwrap();
+        t.permits_acquired(s, Some(1), 2);
+        t.permits_acquired(s, Some(1), 1);
+        for task in 2..=5 {
+            t.permits_acquired(s, Some(task), 1);
+        }
+        let r = t.read();
+        let res = &r.list[0];
+        assert_eq!(
+            (res.held_by.as_slice(), res.held_permits.as_slice()),
+            (&[1, 2, 3, 4][..], &[3, 1, 1, 1][..])
+        );
+        assert_eq!((res.more_permits, res.more_holders), (1, 0));
+        assert_eq!(r.holders_dropped, 1);
+        assert_eq!(
+            res.holders_text().as_deref(),
+            Some("tasks 1 (3 permits), 2 (1 permit), 3 (1 permit), 4 (1 permit) and other tasks (1 permit)")
+        );
+        // Task 1 gives two back, then the last; task 5 (unlisted) its own.
+        t.permits_released(s, Some(1), 2);
+        assert_eq!(t.read().list[0].held_permits[0], 1);
+        t.permits_released(s, Some(1), 1);
+        t.permits_released(s, Some(5), 1);
+        let r = t.read();
+        assert_eq!((r.list[0].held_by.as_slice(), r.list[0].more_permits), (&[2, 3, 4][..], 0));
+        // A task that waits on it gives back what its cancelled acquire had
+        // been assigned: no holder loses anything.
+        t.polled(s, 9, false, 2);
+        assert_eq!(t.requested(s, 9), Some(2));
+        t.permits_released(s, Some(9), 1);
+        assert_eq!(t.read().list[0].held_by, [2, 3, 4]);
+        t.op_dropped(s, 9);
+        // A permit moved to task 7 and dropped there: some holder left.
+        t.permits_released(s, Some(7), 1);
+        assert_eq!(t.read().list[0].held_by.len(), 2);
+        // A freed entry is taken by the next holder.
+        t.permits_acquired(s, Some(8), 4);
+        let r = t.read();
+        assert!(r.list[0].held_by.contains(&8) && r.list[0].held_permits.contains(&4), "{:?}", r.list[0]);
+        // More given back than is known to be held: nothing goes negative.
+        t.permits_released(s, Some(8), 100);
+        let left: u64 = t.read().list.iter().flat_map(|r| r.held_permits.clone()).sum();
+        assert_eq!(left, 0);
+    }
+
+    #[test]
     fn the_wait_table_is_bounded_and_counts_overflow() {
         let t = ResourceTable::new(4, 64);
         let m = mutex(&t, 1);
         for task in 1..=200 {
-            t.polled(m, task, false);
+            t.polled(m, task, false, 0);
         }
         let r = t.read();
         let recorded = r.list[0].waiters.len() as u64;
         assert!((32..=64).contains(&recorded), "{recorded}");
         assert_eq!(recorded + t.waits_dropped.load(Relaxed), 200);
         for task in 1..=200 {
-            t.polled(m, task, true);
+            t.polled(m, task, true, 0);
         }
         assert!(t.read().list.is_empty());
         // Tombstones are reused.
         for task in 300..=330 {
-            t.polled(m, task, false);
+            t.polled(m, task, false, 0);
         }
         assert_eq!(t.read().list[0].waiters.len(), 31);
+    }
+
+    #[test]
+    fn files_past_the_table_show_as_other_and_are_counted() {
+        let t = ResourceTable::new(4, 64);
+        let names: Vec<String> = (0..=FILES).map(|i| format!("src/f{i}.rs")).collect();
+        let mut last = 0;
+        for f in &names {
+            let key =
+                t.open(&NewResource { kind: Some(Kind::Mutex), file: Some(f), line: 1, col: 1 }).unwrap();
+            last = key;
+            t.close(key);
+        }
+        assert_eq!(t.files_dropped.load(Relaxed), 1);
+        let key = t
+            .open(&NewResource { kind: Some(Kind::Mutex), file: Some(&names[FILES]), line: 2, col: 3 })
+            .unwrap();
+        assert_ne!(key, last);
+        t.set_locked(key, Some(1), true);
+        assert_eq!(t.read().list[0].created_at, "<other>:2:3");
+        assert_eq!(t.read().files_dropped, 2);
+    }
+
+    #[test]
+    fn the_agents_own_resources_are_not_tracked() {
+        let t = ResourceTable::new(4, 64);
+        let own = NewResource { kind: Some(Kind::Semaphore), file: Some(file!()), line: 1, col: 1 };
+        assert!(t.open(&own).is_none());
+        assert_eq!(t.dropped.load(Relaxed), 0);
+        let theirs = NewResource { file: Some("tests/app.rs"), ..own };
+        assert!(t.open(&theirs).is_some());
     }
 
     #[test]

@@ -10,8 +10,15 @@
 //! A contended lock is not a deadlock: its holder is running, or waits on
 //! something outside the cycle. Only tasks idle for [`GRACE_MS`] and not
 //! woken count, so that a snapshot taken while a lock changes hands does
-//! not read as a cycle. Semaphores and barriers have no recorded holders,
-//! so cycles through them are not seen.
+//! not read as a cycle. Barriers have no holders, so cycles through them
+//! are not seen.
+//!
+//! A task waiting on a `Semaphore` needs any one of its holders to give
+//! permits back, so it is an edge only when every holder is known and
+//! blocked (none counted without its id, none outside the runtime): each
+//! then leads to a cycle or to a task that cannot move either. Permits
+//! taken with `try_acquire` are not seen by tokio's instrumentation, so a
+//! holder taskscope cannot see could still free such a waiter.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -47,12 +54,13 @@ pub(super) fn detect(snapshot: &Snapshot) -> Vec<Finding> {
         if !tasks.get(&task).is_some_and(|t| blocked(t)) {
             continue;
         }
-        let next: Vec<u64> = resource
-            .held_by
-            .iter()
-            .copied()
-            .filter(|h| tasks.get(h).is_some_and(|t| blocked(t)) && waits.contains_key(h))
-            .collect();
+        let stuck = |h: &u64| tasks.get(h).is_some_and(|t| blocked(t)) && waits.contains_key(h);
+        if resource.kind == crate::deep::resources::Kind::Semaphore
+            && (resource.held_outside || resource.more_permits > 0 || !resource.held_by.iter().all(stuck))
+        {
+            continue;
+        }
+        let next: Vec<u64> = resource.held_by.iter().copied().filter(stuck).collect();
         if !next.is_empty() {
             edges.insert(task, (resource, next));
         }
@@ -188,8 +196,10 @@ mod tests {
             kind: ResKind::Mutex,
             created_at: format!("src/main.rs:{line}:17"),
             held_by: holder.into_iter().collect(),
+            held_permits: Vec::new(),
             held_outside: false,
             more_holders: 0,
+            more_permits: 0,
             waiters: waiters.to_vec(),
         }
     }
@@ -254,6 +264,45 @@ mod tests {
         let found = detect(&with(s.build(), vec![mutex(7, 1, Some(a), &[a])]));
         assert_eq!(found.len(), 1);
         assert!(found[0].message.starts_with("a task waits on a lock it holds: "), "{}", found[0].message);
+    }
+
+    fn semaphore(id: u64, holders: &[(u64, u64)], waiters: &[u64]) -> Resource {
+        Resource {
+            kind: ResKind::Semaphore,
+            held_by: holders.iter().map(|h| h.0).collect(),
+            held_permits: holders.iter().map(|h| h.1).collect(),
+            ..mutex(id, 30, None, waiters)
+        }
+    }
+
+    #[test]
+    fn a_semaphore_cycle_is_a_deadlock_only_when_every_holder_is_stuck() {
+        let mut s = Builder::deep();
+        let site = s.site("src/main.rs:20:5");
+        let a = s.idle(site, 5_000, "semaphore acquire");
+        let b = s.idle(site, 5_000, "semaphore acquire");
+        let c = s.running(site, 5);
+        let snap = s.build();
+        // A holds S1 and waits for S2, held by B, which waits for S1.
+        let cycle = vec![semaphore(1, &[(a, 1)], &[b]), semaphore(2, &[(b, 1)], &[a])];
+        let found = detect(&with(snap.clone(), cycle));
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!(found[0].task_ids, [a, b]);
+        assert!(
+            found[0].message.contains("tokio::sync::Semaphore created at src/main.rs:30:17"),
+            "{}",
+            found[0].message
+        );
+        // S2 also held by a running task, which may give its permit back.
+        let found = detect(&with(
+            snap.clone(),
+            vec![semaphore(1, &[(a, 1)], &[b]), semaphore(2, &[(b, 1), (c, 1)], &[a])],
+        ));
+        assert!(found.is_empty(), "{found:#?}");
+        // Or by tasks not listed by id.
+        let mut s2 = semaphore(2, &[(b, 1)], &[a]);
+        s2.more_permits = 3;
+        assert!(detect(&with(snap, vec![semaphore(1, &[(a, 1)], &[b]), s2])).is_empty());
     }
 
     #[test]
