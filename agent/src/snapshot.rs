@@ -137,6 +137,18 @@ pub(crate) struct Dropped {
     /// Completed tasks pushed out of the ring of `completed_kept`, at least
     /// (the ring is sharded, so a busy shard may push out a few more).
     pub(crate) completed_evicted: u64,
+    /// Deep mode: tokio resources not tracked because the resource table
+    /// (`TASKSCOPE_MAX_RESOURCES`) was full.
+    pub(crate) resources: u64,
+    /// Deep mode: waits on a resource not recorded because the wait table
+    /// was full.
+    pub(crate) resource_waits: u64,
+    /// Deep mode: readers of a `RwLock` or permit holders of a `Semaphore`
+    /// counted without their task id (beyond the few kept per resource).
+    pub(crate) resource_holders: u64,
+    /// Deep mode: resources whose creation file shows as `<other>` (the
+    /// table of distinct files was full).
+    pub(crate) resource_files: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -272,24 +284,26 @@ fn location_of(sites: &[tasks::SiteCounts], site: u32) -> String {
 pub(crate) fn take(registry: Option<&Registry>, runtime: Option<&tokio::runtime::Handle>) -> Snapshot {
     let started = std::time::Instant::now();
     let now = clock::precise_ms();
-    let (records, site_counts, completed) = match registry {
-        Some(r) => (r.tasks(), r.sites(), r.completed()),
-        None => (Vec::new(), Vec::new(), Vec::new()),
+    let (site_counts, completed) = match registry {
+        Some(r) => (r.sites(), r.completed()),
+        None => (Vec::new(), Vec::new()),
     };
     let locations: Vec<String> =
         (0..site_counts.len() as u32).map(|s| location_of(&site_counts, s)).collect();
 
     let mut running = vec![0u64; site_counts.len()];
-    let tasks: Vec<Task> = records
-        .iter()
-        .map(|r: &TaskRecord| {
+    // Straight from the registry's slots into the tasks: with a million of
+    // them, every intermediate copy costs tens of ms in page faults alone.
+    let mut tasks: Vec<Task> = Vec::with_capacity(registry.map_or(0, Registry::tasks_bound));
+    if let Some(registry) = registry {
+        registry.for_each_task(|r: TaskRecord| {
             let since = now.saturating_sub(r.last_ms);
             if r.running {
                 if let Some(n) = running.get_mut(r.site as usize) {
                     *n += 1;
                 }
             }
-            Task {
+            tasks.push(Task {
                 id: r.id,
                 state: if r.running { State::Running } else { State::Idle },
                 site: r.site,
@@ -306,11 +320,9 @@ pub(crate) fn take(registry: Option<&Registry>, runtime: Option<&tokio::runtime:
                 wakes: None,
                 self_wakes: None,
                 name: None,
-            }
-        })
-        .collect();
-
-    let mut tasks = tasks;
+            });
+        });
+    }
     let stacks = crate::deep::fill(&mut tasks);
     let resources = crate::deep::resources_of(&mut tasks);
 
@@ -397,6 +409,10 @@ fn dropped(
     use std::sync::atomic::Ordering::Relaxed;
     let (deep_tasks, deep_stacks) = crate::deep::dropped();
     let completed: u64 = sites.iter().map(|s| s.completed).sum();
+    let res = crate::deep::resources::existing();
+    let res = |f: fn(&crate::deep::resources::ResourceTable) -> &std::sync::atomic::AtomicU64| {
+        res.map_or(0, |t| f(t).load(Relaxed))
+    };
     Dropped {
         tasks: registry.map_or(0, |r| r.dropped_tasks.load(Relaxed)),
         sites_overflowed: registry.map_or(0, |r| r.sites.overflowed.load(Relaxed)),
@@ -406,6 +422,10 @@ fn dropped(
         heap_live_samples: heap.sampler.dropped_live_table_full,
         heap_stacks: heap.sampler.dropped_stack_table_full,
         completed_evicted: registry.map_or(0, |r| completed.saturating_sub(r.capacity.completed as u64)),
+        resources: res(|t| &t.dropped),
+        resource_waits: res(|t| &t.waits_dropped),
+        resource_holders: res(|t| &t.holders_dropped),
+        resource_files: res(|t| &t.files_dropped),
     }
 }
 

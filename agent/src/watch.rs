@@ -83,7 +83,7 @@ struct Dropped {
     what: &'static str,
 }
 
-static DROPPED: [Dropped; 4] = [
+static DROPPED: [Dropped; 5] = [
     Dropped {
         read: || crate::tasks::registry().map_or(0, |r| r.dropped_tasks.load(Relaxed)),
         seen: AtomicU64::new(0),
@@ -105,6 +105,12 @@ static DROPPED: [Dropped; 4] = [
         read: || crate::deep::dropped().1,
         seen: AtomicU64::new(0),
         what: "parked-at stacks were not kept because the stack table is full",
+    },
+    Dropped {
+        read: || crate::deep::resources::existing().map_or(0, |t| t.dropped.load(Relaxed)),
+        seen: AtomicU64::new(0),
+        what: "tokio resources were not tracked because the resource table is full \
+               (raise TASKSCOPE_MAX_RESOURCES)",
     },
 ];
 

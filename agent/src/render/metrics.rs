@@ -242,14 +242,20 @@ fn agent(out: &mut Out, s: &Snapshot, stats: &AgentStats) {
         "counter",
         "Events the agent could not record because a bounded table was full, by reason.",
     );
-    let dropped: [(&str, u64); 7] = [
-        ("task_table_full", a.dropped.tasks),
-        ("site_table_full", a.dropped.sites_overflowed),
+    let d = &a.dropped;
+    let dropped: [(&str, u64); 12] = [
+        ("task_table_full", d.tasks),
+        ("site_table_full", d.sites_overflowed),
         ("deep_table_full", stats.deep_dropped_tasks),
         ("stack_table_full", stats.deep_dropped_stacks),
         ("heap_live_table_full", sampler.dropped_live_table_full),
         ("heap_stack_table_full", sampler.dropped_stack_table_full),
-        ("completed_ring_full", a.dropped.completed_evicted),
+        ("completed_ring_full", d.completed_evicted),
+        ("task_name_table_full", d.task_names),
+        ("resource_table_full", d.resources),
+        ("resource_wait_table_full", d.resource_waits),
+        ("resource_holders_over_cap", d.resource_holders),
+        ("resource_file_table_full", d.resource_files),
     ];
     for (reason, n) in dropped {
         out.sample("taskscope_agent_dropped_events_total", &[("reason", reason)], n);
