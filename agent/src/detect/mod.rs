@@ -231,6 +231,7 @@ mod tests {
             location: location.into(),
             function: "app::cache".into(),
             points: (0..60).map(|s| Point { t_ms: s * 1_000, bytes: f(s as f64) }).collect(),
+            longer: Vec::new(),
         };
         let growing = site("src/cache.rs:42:5", &|s| 8.0 * MIB + s * MIB);
         // Fills for 15 s, then holds 100 MiB.
