@@ -12,6 +12,7 @@ mod layers;
 pub(crate) mod limits;
 mod params;
 pub(crate) mod server;
+mod stream;
 pub(crate) mod trim;
 
 use std::sync::Arc;
@@ -140,8 +141,10 @@ async fn snapshot_json(
     RawQuery(query): RawQuery,
 ) -> Result<Response, HttpError> {
     let selection = Params::parse(query.as_deref())?.task_query()?;
-    let body = with_snapshot(&shared, move |s| render::json::selected(s, &selection)).await?;
-    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+    stream::snapshot_streamed(&shared, "application/json", move |s, send| {
+        render::json::stream(s, &selection, send)
+    })
+    .await
 }
 
 async fn findings_text(State(shared): State<AppState>) -> Result<Response, HttpError> {

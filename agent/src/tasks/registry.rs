@@ -235,8 +235,20 @@ impl Registry {
     /// Copies every live task. Runs concurrently with the hooks and never
     /// blocks them: a slot that changes owner while being read is skipped.
     pub(crate) fn tasks(&self) -> Vec<TaskRecord> {
+        let mut out = Vec::with_capacity(self.tasks_bound());
+        self.for_each_task(|t| out.push(t));
+        out
+    }
+
+    /// At most how many tasks [`Self::for_each_task`] calls back with.
+    pub(crate) fn tasks_bound(&self) -> usize {
+        self.window.len() + self.slab.high_water() as usize
+    }
+
+    /// Calls `f` with each live task (each at most once; tasks spawned or
+    /// completed meanwhile may or may not be seen).
+    pub(crate) fn for_each_task(&self, mut f: impl FnMut(TaskRecord)) {
         let high = self.slab.high_water();
-        let mut out = Vec::new();
         let window = self.window.iter();
         for slot in window.chain((0..high).map(|index| self.slab.slot(index))) {
             let id = slot.id.load(Acquire);
@@ -251,7 +263,7 @@ impl Registry {
             if slot.id.load(Relaxed) != id {
                 continue;
             }
-            out.push(TaskRecord {
+            f(TaskRecord {
                 id,
                 site: (spawned >> SITE_SHIFT) as u32,
                 spawned_ms: spawned & TIME_MASK,
@@ -261,7 +273,6 @@ impl Registry {
                 busy_ms,
             });
         }
-        out
     }
 
     pub(crate) fn completed(&self) -> Vec<Completed> {

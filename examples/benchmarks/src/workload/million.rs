@@ -52,7 +52,12 @@ pub fn run(app: &App, tasks: usize) -> Result<Value, Error> {
     if let Some(addr) = app.agent_addr() {
         let base = format!("http://{addr}");
         let dump = probe::get(&format!("{base}/debug/pprof/tasks?debug=1"))?;
-        let snapshot = probe::get(&format!("{base}/debug/taskscope/api/snapshot"))?;
+        let snapshot = probe::get_discarding(&format!("{base}/debug/taskscope/api/snapshot"))?;
+        if !snapshot.head.starts_with(b"{\"tasks\":[") || !snapshot.tail.ends_with(b"}") {
+            let (head, tail) =
+                (String::from_utf8_lossy(&snapshot.head), String::from_utf8_lossy(&snapshot.tail));
+            return Err(format!("the snapshot is not the JSON expected: {head} … {tail}").into());
+        }
         // A tick delayed by the last request fires just after it ends.
         sleep(Duration::from_millis(20));
         let stall_ms = ticker.take_worst_ms();
@@ -63,7 +68,7 @@ pub fn run(app: &App, tasks: usize) -> Result<Value, Error> {
         out["dump_ms"] = json!(dump.elapsed.as_secs_f64() * 1e3);
         out["dump_bytes"] = json!(dump.body.len());
         out["snapshot_ms"] = json!(snapshot.elapsed.as_secs_f64() * 1e3);
-        out["snapshot_bytes"] = json!(snapshot.body.len());
+        out["snapshot_bytes"] = json!(snapshot.bytes);
         out["stall_ms"] = json!(stall_ms);
         out["page_ms"] = json!(page.elapsed.as_secs_f64() * 1e3);
         out["tasks_tracked"] = page_json["tasks_total"].clone();

@@ -88,6 +88,43 @@ pub fn get(url: &str) -> Result<Answer, Error> {
     Ok(Answer { elapsed: start.elapsed(), body })
 }
 
+/// A large answer read and dropped as it arrives, as `curl -o /dev/null`
+/// does: how long it took to the last byte, its size, and its first and
+/// last bytes (to check what it is).
+#[derive(Debug)]
+pub struct Discarded {
+    pub elapsed: Duration,
+    pub bytes: u64,
+    pub head: Vec<u8>,
+    pub tail: Vec<u8>,
+}
+
+/// GETs `url` and reads the whole body, keeping only its ends: storing a
+/// 250 MB body would time the client's memory more than the server.
+pub fn get_discarding(url: &str) -> Result<Discarded, Error> {
+    use std::io::Read;
+    let config = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(300))).build();
+    let client = ureq::Agent::new_with_config(config);
+    let start = Instant::now();
+    let mut response = client.get(url).call().map_err(|e| format!("GET {url}: {e}"))?;
+    let mut reader = response.body_mut().as_reader();
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut bytes, mut head, mut tail) = (0u64, Vec::new(), Vec::new());
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        if head.len() < 64 {
+            head.extend_from_slice(&buf[..n.min(64 - head.len())]);
+        }
+        tail.extend_from_slice(&buf[n.saturating_sub(64)..n]);
+        tail.drain(..tail.len().saturating_sub(64));
+        bytes += n as u64;
+    }
+    Ok(Discarded { elapsed: start.elapsed(), bytes, head, tail })
+}
+
 /// A task that ticks every millisecond and keeps the worst lateness seen.
 #[derive(Debug)]
 pub struct Ticker {
