@@ -130,10 +130,11 @@ fn line_in(name: &str, needle: &str) -> String {
 
 #[test]
 fn a_cache_that_only_grows_is_a_heap_growth_warning_and_a_bounded_one_is_not() {
-    // A short growth window, so that a few seconds tell, and dense sampling:
-    // the rise between the window's thirds must beat the sampling noise of
-    // the whole site, which grows with it (see heap/growth.rs).
-    let server = start(&[("TASKSCOPE_HEAP_GROWTH_WINDOW", "3s"), ("TASKSCOPE_HEAP_SAMPLE_BYTES", "16384")]);
+    // A short growth window, so that seconds tell, and dense sampling. Each
+    // half of the window must show about 8 readings that rose (see
+    // heap/growth.rs): 6 s is enough at the loop's pace of a few `/grow` a
+    // second, even on a slow machine.
+    let server = start(&[("TASKSCOPE_HEAP_GROWTH_WINDOW", "6s"), ("TASKSCOPE_HEAP_SAMPLE_BYTES", "16384")]);
     let (grow_at, bounded_at) = (line_in("grow", "vec!["), line_in("cache", "vec!["));
     // The first snapshot starts the heap's history.
     findings(&server);
