@@ -210,7 +210,7 @@ impl DeepTable {
 
     /// Every tracked task: (tokio task id, view).
     pub(crate) fn read(&self) -> Vec<(u64, DeepView)> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(self.slots.high_water() as usize);
         for index in 0..self.slots.high_water() {
             let slot = self.slots.slot(index);
             let task_id = slot.task_id.load(Acquire);
