@@ -126,6 +126,21 @@ fn a_large_snapshot_is_streamed_whole_and_a_client_may_leave_half_way() {
     assert!(json["agent"].is_object(), "the rest of the snapshot follows the tasks");
     eprintln!("{} bytes in {:?}", body.len(), started.elapsed());
 
+    // debug=2 (some 3 MB here) is streamed the same way, whole.
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(conn, "GET /debug/pprof/tasks?debug=2 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut head = vec![0u8; 4096];
+    let n = conn.read(&mut head).unwrap();
+    let head = String::from_utf8_lossy(&head[..n]).to_ascii_lowercase();
+    assert!(head.contains("transfer-encoding: chunked"), "debug=2 not streamed:\n{head}");
+    drop(conn);
+    let mut res = agent_http.get(format!("http://{addr}/debug/pprof/tasks?debug=2")).call().expect("request");
+    let dump = res.body_mut().with_config().limit(1 << 30).read_to_string().expect("body");
+    let blocks = dump.lines().filter(|l| l.starts_with("task ")).count();
+    assert!(blocks >= TASKS, "{blocks} task blocks");
+    assert_eq!(dump.matches("\nspawned at ").count(), blocks, "every block is whole");
+
     stop.send(true).unwrap();
     rt.block_on(async {
         for t in idle {

@@ -132,7 +132,12 @@ async fn tasks(State(shared): State<AppState>, RawQuery(query): RawQuery) -> Res
             profile_response("goroutine", body)
         }
         1 => text(with_snapshot(&shared, |s| render::text::grouped(&s)).await?),
-        _ => text(with_snapshot(&shared, |s| render::text::per_task(&s)).await?),
+        _ => {
+            stream::snapshot_streamed(&shared, "text/plain; charset=utf-8", |s, send| {
+                render::text::per_task_streamed(&s, send)
+            })
+            .await?
+        }
     })
 }
 

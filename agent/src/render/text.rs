@@ -150,15 +150,38 @@ pub(crate) fn grouped(snapshot: &Snapshot) -> String {
 /// `debug=2`: one block per task, in Go's shape: `task 42 [idle, 5 minutes]:`,
 /// its numbers, then `spawned at file:line:col`, blocks separated by a blank
 /// line. Tasks are listed by id.
+#[cfg(test)]
 pub(crate) fn per_task(snapshot: &Snapshot) -> String {
-    let mut out = String::with_capacity(snapshot.tasks.len() * 128 + 256);
+    let mut out = Vec::new();
+    per_task_streamed(snapshot, &mut |chunk| {
+        out.extend_from_slice(&chunk);
+        true
+    });
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// [`per_task`], handed to `send` in chunks of about
+/// [`CHUNK`](super::json::CHUNK) bytes as it is written (a million tasks make
+/// some 200 MB of text). `send` returns false to stop.
+pub(crate) fn per_task_streamed(snapshot: &Snapshot, send: &mut dyn FnMut(Vec<u8>) -> bool) {
+    let chunk = super::json::CHUNK;
+    let mut out = String::with_capacity(chunk + 4096);
     notice(&mut out, snapshot);
-    let mut order: Vec<usize> = (0..snapshot.tasks.len()).collect();
-    order.sort_unstable_by_key(|&i| snapshot.tasks[i].id);
+    // Sorted (id, index) pairs, not indices compared through the tasks:
+    // the registry hands out tasks in a few runs of ascending ids, which a
+    // stable sort finds.
+    let mut order: Vec<(u64, u32)> =
+        snapshot.tasks.iter().enumerate().map(|(i, t)| (t.id, i as u32)).collect();
+    order.sort();
     let waits = snapshot.resources.wait_index();
     let holds = snapshot.resources.hold_index();
-    for i in order {
-        let t = &snapshot.tasks[i];
+    for (_, i) in order {
+        if out.len() >= chunk
+            && !send(std::mem::replace(&mut out, String::with_capacity(chunk + 4096)).into_bytes())
+        {
+            return;
+        }
+        let t = &snapshot.tasks[i as usize];
         let status = match (t.state, t.wait) {
             (State::Idle, Some(wait)) => wait,
             (state, _) => state.as_str(),
@@ -185,7 +208,9 @@ pub(crate) fn per_task(snapshot: &Snapshot) -> String {
         let _ = writeln!(out, "spawned at {}", snapshot.location(t.site));
         out.push('\n');
     }
-    out
+    if !out.is_empty() {
+        send(out.into_bytes());
+    }
 }
 
 /// Deep mode: the resource an idle task waits on and who holds it, and the
