@@ -46,7 +46,8 @@ function tables(heap, data) {
     ),
     growing.length
       ? note('warn', `${growing.length} allocation site${growing.length === 1 ? '' : 's'} growing: `, growing.map(([loc, g], i) => [i ? '; ' : '', h('code', {}, loc), ` ${bytesPerSecond(g.perSecond)}`]))
-      : note('info', `No growing allocation site${heap.growth_window_ms ? ` over the last ${duration(heap.growth_window_ms)}` : ''}.`),
+      // The detector judges growth at three scales: the window, 10 and 60 windows.
+      : note('info', `No growing allocation site${heap.growth_window_ms ? ` over the last ${duration(heap.growth_window_ms)}, ${duration(10 * heap.growth_window_ms)} or ${duration(60 * heap.growth_window_ms)}` : ''}.`),
     table(
       'Allocation sites by bytes in use (estimated from samples)',
       ['Allocation site', 'Function', 'In use', 'Objects', 'Allocated', 'In use, recent', 'Growth'],
