@@ -46,6 +46,10 @@ use super::sample;
 /// # fn main() {}
 /// ```
 ///
+/// With the agent disabled (`TASKSCOPE_DISABLE=1`, read before `main`) it
+/// is a plain wrapper: each call reads one flag and goes to the inner
+/// allocator.
+///
 /// What it costs: an unsampled allocation or free does a few loads and
 /// stores to memory of its own thread, with no shared atomics, locks, clock
 /// reads or allocation. A sample walks the stack by frame pointers and
@@ -123,6 +127,7 @@ impl<A: GlobalAlloc> Allocator<A> {
             return None;
         };
         let ticket = sample::prepare(layout.size())?;
+        counters::note_sampled();
         // SAFETY: `inner` has a non-zero size (it includes the header).
         let base = unsafe {
             if zeroed {
@@ -305,6 +310,10 @@ impl<A: GlobalAlloc> Allocator<A> {
 unsafe impl<A: GlobalAlloc> GlobalAlloc for Allocator<A> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if counters::mode() & counters::PASSTHROUGH != 0 {
+            // SAFETY: forwarded.
+            return unsafe { self.inner.alloc(layout) };
+        }
         if counters::on_alloc(layout.size()) {
             // SAFETY: forwarded.
             return unsafe { self.alloc_event(layout, false) };
@@ -319,6 +328,10 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Allocator<A> {
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if counters::mode() & counters::PASSTHROUGH != 0 {
+            // SAFETY: forwarded.
+            return unsafe { self.inner.alloc_zeroed(layout) };
+        }
         if counters::on_alloc(layout.size()) {
             // SAFETY: forwarded.
             return unsafe { self.alloc_event(layout, true) };
@@ -334,6 +347,10 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Allocator<A> {
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // Every path ends in a tail call: nothing to keep across calls.
+        if counters::mode() == counters::PASSTHROUGH {
+            // SAFETY: forwarded: no block was ever sampled, so an ordinary one.
+            return unsafe { self.inner.dealloc(ptr, layout) };
+        }
         if block::maybe_sampled(ptr as usize) {
             // SAFETY: forwarded.
             return unsafe { self.dealloc_maybe_sampled(ptr, layout) };
@@ -348,6 +365,10 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Allocator<A> {
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if counters::mode() == counters::PASSTHROUGH {
+            // SAFETY: forwarded: no block was ever sampled, so an ordinary one.
+            return unsafe { self.inner.realloc(ptr, layout, new_size) };
+        }
         if block::maybe_sampled(ptr as usize) {
             // SAFETY: forwarded.
             return unsafe { self.realloc_maybe_sampled(ptr, layout, new_size) };

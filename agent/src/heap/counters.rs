@@ -17,7 +17,9 @@
 //! sequence lock, which readers use to get a consistent triple.
 
 use std::cell::Cell;
-use std::sync::atomic::{fence, AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
+use std::sync::atomic::{
+    fence, AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::*,
+};
 
 use serde::Serialize;
 
@@ -111,6 +113,39 @@ static ORPHAN_ALLOC_BYTES: AtomicU64 = AtomicU64::new(0);
 static ORPHAN_ALLOCS: AtomicU64 = AtomicU64::new(0);
 static ORPHAN_FREED_BYTES: AtomicU64 = AtomicU64::new(0);
 static ORPHAN_FREES: AtomicU64 = AtomicU64::new(0);
+
+/// What the allocator does on every call: [`PASSTHROUGH`] when the agent is
+/// disabled (`TASKSCOPE_DISABLE=1`, read before `main`), and [`SAMPLED`]
+/// once any block has been sampled. Alone in its cache line, and written at
+/// most twice: every allocation and free reads it.
+#[repr(C, align(128))]
+struct Mode(AtomicU8);
+
+static MODE: Mode = Mode(AtomicU8::new(0));
+/// The agent is disabled: allocations and frees go straight to the inner
+/// allocator, uncounted and unsampled.
+pub(crate) const PASSTHROUGH: u8 = 1;
+/// A block was sampled (it has a header that its free must find).
+pub(crate) const SAMPLED: u8 = 2;
+
+/// The allocator's [`MODE`] bits.
+#[inline(always)]
+pub(crate) fn mode() -> u8 {
+    MODE.0.load(Relaxed)
+}
+
+/// Turns the allocator into a plain wrapper (the agent is disabled). Called
+/// before `main`; blocks sampled before it are still freed as sampled.
+pub(crate) fn set_passthrough() {
+    MODE.0.fetch_or(PASSTHROUGH, Relaxed);
+}
+
+/// Notes that a block is being sampled, before it is handed out.
+pub(crate) fn note_sampled() {
+    if MODE.0.load(Relaxed) & SAMPLED == 0 {
+        MODE.0.fetch_or(SAMPLED, Relaxed);
+    }
+}
 
 /// Set once any thread has allocated through [`Allocator`](crate::Allocator).
 static INSTALLED: AtomicBool = AtomicBool::new(false);

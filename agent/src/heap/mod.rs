@@ -46,4 +46,7 @@ static BEFORE_MAIN: extern "C" fn() = before_main;
 extern "C" fn before_main() {
     stack::record_main_thread();
     counters::set_rate(crate::config::heap_sample_bytes());
+    if crate::config::disabled() {
+        counters::set_passthrough();
+    }
 }
