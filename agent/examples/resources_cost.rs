@@ -2,8 +2,10 @@
 //! current-thread runtime locks and unlocks a tokio `Mutex` N times
 //! (uncontended, so that the lock itself is cheap and the instrumentation
 //! shows), then N `RwLock` reads, then N bounded-channel round trips (whose
-//! inner semaphore taskscope leaves alone); prints nanoseconds of thread CPU
-//! time per operation, which a loaded machine disturbs less than wall time.
+//! inner semaphore taskscope does not track), then N acquires and releases
+//! of a `Semaphore` permit, then N `Mutex`es made and dropped (what a
+//! tracked resource costs to make); prints nanoseconds of thread CPU time
+//! per operation, which a loaded machine disturbs less than wall time.
 //!
 //! ```sh
 //! for mode in on off; do
@@ -31,7 +33,7 @@ fn main() {
         let _enter = rt.enter();
         taskscope::Agent::builder().start().unwrap()
     };
-    let (mutex, rwlock, channel) = rt.block_on(async move {
+    let (mutex, rwlock, channel, semaphore, made) = rt.block_on(async move {
         // The first spawn installs deep mode's subscriber; the resources are
         // made after it, as an app's usually are.
         tokio::spawn(async {}).await.unwrap();
@@ -39,6 +41,7 @@ fn main() {
             let m = tokio::sync::Mutex::new(0u64);
             let l = tokio::sync::RwLock::new(0u64);
             let (tx, mut rx) = tokio::sync::mpsc::channel::<u32>(16);
+            let s = tokio::sync::Semaphore::new(4);
             let start = thread_cpu();
             for _ in 0..n {
                 *m.lock().await += 1;
@@ -54,18 +57,32 @@ fn main() {
                 tx.send(i).await.unwrap();
                 std::hint::black_box(rx.recv().await);
             }
-            (mutex, rwlock, thread_cpu() - start)
+            let channel = thread_cpu() - start;
+            let start = thread_cpu();
+            for _ in 0..n {
+                drop(std::hint::black_box(s.acquire().await.unwrap()));
+            }
+            let semaphore = thread_cpu() - start;
+            // What a tracked resource costs to make and drop: what tracking
+            // every `Sleep` or oneshot channel would add to each.
+            let start = thread_cpu();
+            for _ in 0..n {
+                let _made = std::hint::black_box(tokio::sync::Mutex::new(0u8));
+            }
+            (mutex, rwlock, channel, semaphore, thread_cpu() - start)
         })
         .await
         .unwrap()
     });
     let per = |d: Duration| d.as_nanos() as f64 / n as f64;
     println!(
-        "{{\"resources\":{:?},\"deep\":{:?},\"n\":{n},\"mutex_lock_unlock_ns\":{:.1},\"rwlock_read_ns\":{:.1},\"channel_round_trip_ns\":{:.1}}}",
+        "{{\"resources\":{:?},\"deep\":{:?},\"n\":{n},\"mutex_lock_unlock_ns\":{:.1},\"rwlock_read_ns\":{:.1},\"channel_round_trip_ns\":{:.1},\"semaphore_acquire_release_ns\":{:.1},\"mutex_new_drop_ns\":{:.1}}}",
         std::env::var("TASKSCOPE_RESOURCES").unwrap_or_else(|_| "on".into()),
         std::env::var("TASKSCOPE_DEEP").unwrap_or_else(|_| "on".into()),
         per(mutex),
         per(rwlock),
-        per(channel)
+        per(channel),
+        per(semaphore),
+        per(made)
     );
 }

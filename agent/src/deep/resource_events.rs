@@ -229,7 +229,7 @@ pub(crate) fn interest(meta: &Metadata<'_>) -> Option<Interest> {
 /// `Semaphore`'s.
 #[inline]
 pub(crate) fn enabled(meta: &Metadata<'_>) -> bool {
-    match ENTERED.try_with(|e| e.get().len).unwrap_or(0) {
+    match ENTERED.try_with(|e| e.len.get()).unwrap_or(0) {
         0 => on() && class(meta) == Class::Resource,
         _ => {
             on() && match class(meta) {
@@ -284,16 +284,16 @@ fn role_of(id: u64) -> u64 {
 
 /// The resource spans entered on this thread, innermost last. A semaphore's
 /// acquire polls six deep: the `Semaphore`'s resource, async op and poll
-/// spans, then its inner semaphore's.
-#[derive(Clone, Copy)]
+/// spans, then its inner semaphore's. A cell per entry, so that entering and
+/// exiting touch one word, not the whole stack.
 struct Entered {
-    ids: [u64; 8],
+    ids: [Cell<u64>; 8],
     /// May exceed the array; the excess is not kept.
-    len: u32,
+    len: Cell<u32>,
 }
 
 thread_local! {
-    static ENTERED: Cell<Entered> = const { Cell::new(Entered { ids: [0; 8], len: 0 }) };
+    static ENTERED: Entered = const { Entered { ids: [const { Cell::new(0) }; 8], len: Cell::new(0) } };
     /// The last `permits_requested` seen on this thread: (task, key, n).
     /// tokio emits it when an acquire future is first polled, just before
     /// that poll's `poll_op`.
@@ -304,9 +304,15 @@ thread_local! {
 /// this thread: permits assigned inside it are the polling task's own, not
 /// given back by it.
 fn in_op_poll(key: u64) -> bool {
-    let Ok(e) = ENTERED.try_with(|e| e.get()) else { return false };
-    let len = (e.len as usize).min(e.ids.len());
-    e.ids[..len].iter().any(|&id| role_of(id) == ROLE_OP_POLL && key_of(id) == Some(key))
+    ENTERED
+        .try_with(|e| {
+            let len = (e.len.get() as usize).min(e.ids.len());
+            e.ids[..len]
+                .iter()
+                .map(Cell::get)
+                .any(|id| role_of(id) == ROLE_OP_POLL && key_of(id) == Some(key))
+        })
+        .unwrap_or(false)
 }
 
 /// The permits `task` asked of `key` in the acquire it just started, once.
@@ -326,8 +332,7 @@ fn take_request(task: Option<u64>, key: u64) -> Option<u32> {
 
 /// The key of the innermost resource span entered on this thread.
 fn current_key() -> Option<u64> {
-    let e = ENTERED.try_with(|e| e.get()).ok()?;
-    let top = *e.ids.get((e.len as usize).checked_sub(1)?)?;
+    let top = ENTERED.try_with(|e| Some(e.ids.get((e.len.get() as usize).checked_sub(1)?)?.get())).ok()??;
     key_of(top)
 }
 
@@ -407,23 +412,18 @@ fn lean_id(attrs: &Attributes<'_>) -> u64 {
 #[inline]
 pub(crate) fn enter(id: u64) {
     let _ = ENTERED.try_with(|e| {
-        let mut v = e.get();
-        if let Some(slot) = v.ids.get_mut(v.len as usize) {
-            *slot = id;
+        let len = e.len.get();
+        if let Some(slot) = e.ids.get(len as usize) {
+            slot.set(id);
         }
-        v.len += 1;
-        e.set(v);
+        e.len.set(len + 1);
     });
 }
 
 /// ... and exited (spans are exited innermost first).
 #[inline]
 pub(crate) fn exit(_id: u64) {
-    let _ = ENTERED.try_with(|e| {
-        let mut v = e.get();
-        v.len = v.len.saturating_sub(1);
-        e.set(v);
-    });
+    let _ = ENTERED.try_with(|e| e.len.set(e.len.get().saturating_sub(1)));
 }
 
 /// The lean subscriber's `clone_span` of a resource-related span.
