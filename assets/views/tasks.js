@@ -213,12 +213,28 @@ function resourceText(r) {
   return `${r.type} created at ${r.created_at}`;
 }
 
-/** Deep mode: the lock a task waits on and who holds it, and the locks it holds. */
+/** `1 permit`, `3 permits` */
+function permits(n) {
+  return n === 1 ? '1 permit' : `${n} permits`;
+}
+
+/** Who holds a resource: `task 8`, a semaphore's `task 8 (2 permits)`, and those not named. */
+function holdersText(r) {
+  const counts = r.held_permits ?? [];
+  return [
+    ...(r.held_by ?? []).map((id, i) => (counts[i] !== undefined ? `task ${id} (${permits(counts[i])})` : `task ${id}`)),
+    ...(r.held_outside ? ['code outside any task'] : []),
+    ...(r.more_holders ? [`${r.more_holders} more readers`] : []),
+    ...(r.more_permits ? [`other tasks (${permits(r.more_permits)})`] : []),
+  ];
+}
+
+/** Deep mode: the lock or semaphore a task waits on and who holds it, and those it holds. */
 function resourceRows(t, data) {
   const rows = [];
   const r = t.resource;
   if (r) {
-    const holders = [...(r.held_by ?? []).map((id) => `task ${id}`), ...(r.held_outside ? ['code outside any task'] : [])];
+    const holders = holdersText(r);
     rows.push(['waiting on', `${resourceText(r)}${holders.length ? `, held by ${holders.join(', ')}` : ''}`]);
   }
   const held = (data.resources?.list ?? []).filter((x) => (x.held_by ?? []).includes(t.id));

@@ -65,18 +65,38 @@ pub struct TaskResource {
     pub created_at: String,
     #[serde(default)]
     pub held_by: Vec<u64>,
+    /// A semaphore's: the permits each task of `held_by` holds.
+    #[serde(default)]
+    pub held_permits: Vec<u64>,
+    /// A semaphore's: permits held by tasks not named.
+    #[serde(default)]
+    pub more_permits: u64,
 }
 
 impl TaskResource {
-    /// `tokio::sync::Mutex created at src/db.rs:40:17, held by task 12`
+    /// `tokio::sync::Mutex created at src/db.rs:40:17, held by task 12`;
+    /// a semaphore's holders with their permits: `task 12 (2 permits)`.
     pub fn describe(&self) -> String {
-        let held = match self.held_by.as_slice() {
-            [] => String::new(),
-            [one] => format!(", held by task {one}"),
-            many => {
-                format!(", held by tasks {}", many.iter().map(u64::to_string).collect::<Vec<_>>().join(", "))
-            }
+        let permits = |n: u64| if n == 1 { "1 permit".to_string() } else { format!("{n} permits") };
+        let mut names: Vec<String> = self
+            .held_by
+            .iter()
+            .enumerate()
+            .map(|(i, t)| match self.held_permits.get(i) {
+                Some(&n) => format!("{t} ({})", permits(n)),
+                None => t.to_string(),
+            })
+            .collect();
+        let mut held = match names.len() {
+            0 => String::new(),
+            1 => format!(", held by task {}", names.remove(0)),
+            _ => format!(", held by tasks {}", names.join(", ")),
         };
+        if self.more_permits > 0 {
+            let others = format!("other tasks ({})", permits(self.more_permits));
+            held =
+                if held.is_empty() { format!(", held by {others}") } else { format!("{held} and {others}") };
+        }
         format!("{} created at {}{held}", self.type_name, self.created_at)
     }
 }
@@ -265,6 +285,17 @@ mod tests {
         assert_eq!(r.describe(), "tokio::sync::Mutex created at src/db.rs:40:17, held by task 8");
         let task: Task = serde_json::from_str(r#"{"id": 9, "state": "idle"}"#).unwrap();
         assert!(task.resource.is_none());
+        let task: Task = serde_json::from_str(
+            r#"{"id": 9, "state": "idle", "resource": {"id": 3, "type": "tokio::sync::Semaphore",
+                "created_at": "src/pool.rs:9:16", "held_by": [11, 12], "held_permits": [2, 1],
+                "held_outside": false, "more_holders": 0, "more_permits": 3, "waiting": 1}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            task.resource.unwrap().describe(),
+            "tokio::sync::Semaphore created at src/pool.rs:9:16, held by tasks 11 (2 permits), 12 (1 permit) \
+             and other tasks (3 permits)"
+        );
     }
 
     #[test]
