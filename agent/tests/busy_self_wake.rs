@@ -112,7 +112,10 @@ fn busy_loops_through_the_executor_are_flagged_and_a_busy_consumer_is_not() {
             assert!(flagged.is_empty(), "{site}: {flagged:#?}");
         }
         // The counts are in the tasks too: the consumer was woken often, and
-        // never by itself.
+        // (nearly) never by itself. It may wake itself now and then: when a
+        // backlog uses up its coop budget, tokio's `recv` hands its waker to
+        // the scheduler and returns `Pending`, which is a genuine self-wake
+        // (seen once in 2,531 wakes on a loaded machine).
         let task = |site: &str| {
             s["tasks"]
                 .as_array()
@@ -124,7 +127,9 @@ fn busy_loops_through_the_executor_are_flagged_and_a_busy_consumer_is_not() {
         };
         let consumer_task = task(&consumes);
         assert!(consumer_task["wakes"].as_u64().unwrap() >= 1_000, "{consumer_task}");
-        assert_eq!(consumer_task["self_wakes"], 0, "{consumer_task}");
+        let (wakes, own) =
+            (consumer_task["wakes"].as_u64().unwrap(), consumer_task["self_wakes"].as_u64().unwrap());
+        assert!(own * 100 <= wakes, "{consumer_task}");
         let spinner_task = task(&yields);
         assert!(spinner_task["self_wakes"].as_u64().unwrap() >= 1_000, "{spinner_task}");
         assert_eq!(spinner_task["wait"].as_str().unwrap_or("yield"), "yield", "{spinner_task}");
