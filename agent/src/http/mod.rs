@@ -90,17 +90,25 @@ async fn with_snapshot<T: Send + 'static>(
 ) -> Result<T, HttpError> {
     let runtime = shared.runtime.clone();
     let settings = shared.detect;
-    layers::join(tokio::task::spawn_blocking(move || {
-        let started = std::time::Instant::now();
-        let mut snapshot = snapshot::take(crate::tasks::registry(), runtime.as_ref());
-        snapshot.findings = crate::detect::run(&snapshot, &settings);
-        let tasks = snapshot.tasks_total;
-        let out = render(snapshot);
-        crate::watch::observe_dump(started.elapsed(), tasks);
-        crate::watch::check_dropped();
-        out
-    }))
-    .await
+    layers::join(tokio::task::spawn_blocking(move || take_and_render(runtime.as_ref(), &settings, render)))
+        .await
+}
+
+/// On a blocking thread: takes a snapshot, runs the detectors on it, renders
+/// it with `render`, and records how long that took.
+fn take_and_render<T>(
+    runtime: Option<&tokio::runtime::Handle>,
+    settings: &crate::detect::Settings,
+    render: impl FnOnce(Snapshot) -> T,
+) -> T {
+    let started = std::time::Instant::now();
+    let mut snapshot = snapshot::take(crate::tasks::registry(), runtime);
+    snapshot.findings = crate::detect::run(&snapshot, settings);
+    let tasks = snapshot.tasks_total;
+    let out = render(snapshot);
+    crate::watch::observe_dump(started.elapsed(), tasks);
+    crate::watch::check_dropped();
+    out
 }
 
 fn text(body: String) -> Response {

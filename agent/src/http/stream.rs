@@ -26,7 +26,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::mpsc::{self, error::TrySendError};
 
 use super::{layers, AppState, HttpError};
-use crate::snapshot::{self, Snapshot};
+use crate::snapshot::Snapshot;
 
 /// Chunks queued between the renderer and the connection.
 pub(crate) const QUEUE: usize = 8;
@@ -48,17 +48,15 @@ pub(crate) async fn snapshot_streamed(
     let settings = shared.detect;
     let (tx, mut rx) = mpsc::channel::<Chunk>(QUEUE);
     let worker = tokio::task::spawn_blocking(move || {
-        let started = Instant::now();
-        let mut snapshot = snapshot::take(crate::tasks::registry(), runtime.as_ref());
-        snapshot.findings = crate::detect::run(&snapshot, &settings);
-        let tasks = snapshot.tasks_total;
         let mut sent = false;
-        let rendered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            render(snapshot, &mut |chunk| {
-                sent = true;
-                queue(&tx, Ok(Bytes::from(chunk)))
-            })
-        }));
+        let rendered = super::take_and_render(runtime.as_ref(), &settings, |snapshot| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                render(snapshot, &mut |chunk| {
+                    sent = true;
+                    queue(&tx, Ok(Bytes::from(chunk)))
+                })
+            }))
+        });
         if let Err(payload) = rendered {
             if !sent {
                 // Nothing sent yet: a 500 like any other handler's panic.
@@ -67,10 +65,7 @@ pub(crate) async fn snapshot_streamed(
             crate::health::report_panic("a streamed answer's renderer", &*payload);
             let reason = format!("taskscope failed: {}", crate::health::panic_message(&*payload));
             queue(&tx, Err(io::Error::other(reason)));
-            return;
         }
-        crate::watch::observe_dump(started.elapsed(), tasks);
-        crate::watch::check_dropped();
     });
     let Some(first) = rx.recv().await else {
         // The renderer wrote nothing: it panicked (a 500), or there was
