@@ -214,7 +214,11 @@ mod tests {
     #[test]
     fn headers_are_recognized_and_ordinary_blocks_are_not() {
         let mut page = vec![0u64; 1024];
-        let base = page.as_mut_ptr() as usize;
+        // 512 bytes into a 4 KiB page (the first half of the 8 KiB buffer
+        // has such a word), so that none of the blocks below starts in a
+        // page's first 16 bytes, where the check never reads.
+        let start = page.as_mut_ptr() as usize;
+        let base = start + (512 + PAGE - start % PAGE) % PAGE;
         let (addr, shifted) = place(base, 8);
         // SAFETY: `page` is a live block far larger than the inner layout.
         unsafe { write_header(addr, 4242, shifted) };
@@ -225,7 +229,7 @@ mod tests {
         assert!(!maybe_sampled(addr + 16));
         assert!(!maybe_sampled(addr + 32));
         // A word that happens to hold the address alone does not match.
-        let i = (addr + 64 - base) / 8;
+        let i = (addr + 64 - start) / 8;
         page[i - 2] = (addr + 64) as u64;
         assert!(!maybe_sampled(addr + 64));
         // The magic alone matches, for the live table to confirm or not.
