@@ -128,14 +128,12 @@ pub(crate) fn fill(tasks: &mut [crate::snapshot::Task]) -> Vec<crate::snapshot::
     use std::collections::HashMap;
     let Some(table) = table() else { return Vec::new() };
     // A merge of two lists sorted by task id: much cheaper than a hash map
-    // of a million views. The tasks stay where they are (moving a million
-    // 144-byte tasks cost more than the rest of the merge); their indices
-    // are sorted instead. Stable sorts, which find runs: both lists come in
-    // a few runs of ascending ids.
+    // of a million views. The tasks stay where they are; their indices are
+    // sorted instead (see `snapshot::by_id`). The views come in a few runs
+    // of ascending ids too, which a stable sort finds.
     let mut views: Vec<(u64, DeepView)> = table.read();
     views.sort_by_key(|&(id, _)| id);
-    let mut order: Vec<(u64, u32)> = tasks.iter().enumerate().map(|(i, t)| (t.id, i as u32)).collect();
-    order.sort();
+    let order = crate::snapshot::by_id(tasks);
     let mut next = 0;
     let mut stacks: HashMap<u32, crate::snapshot::Stack> = HashMap::new();
     // Each name once per snapshot, shared by its tasks.

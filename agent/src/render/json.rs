@@ -235,9 +235,8 @@ struct SnapshotJson<'a> {
     agent: &'a crate::snapshot::AgentInfo,
 }
 
-/// The tasks of a snapshot, in the order of the indices (all, in order,
-/// when `None`).
-struct TasksJson<'a>(&'a Snapshot, Option<&'a [u32]>);
+/// The tasks of a snapshot at these indices, in their order.
+struct TasksJson<'a>(&'a Snapshot, &'a [u32]);
 
 impl TasksJson<'_> {
     /// Writes the tasks as a JSON array. A million tasks make some 250 MB
@@ -246,17 +245,10 @@ impl TasksJson<'_> {
     /// the same order and form as [`TaskJson`], which documents them.
     ///
     /// `flush` is called between tasks once `out` holds [`CHUNK`] bytes or
-    /// more, to send them on; it returns false to stop (the client is gone).
-    fn write(&self, out: &mut Vec<u8>, flush: &mut dyn FnMut(&mut Vec<u8>) -> bool) {
-        let snapshot = self.0;
-        let all: Vec<u32>;
-        let order = match self.1 {
-            Some(order) => order,
-            None => {
-                all = (0..snapshot.tasks.len() as u32).collect();
-                &all
-            }
-        };
+    /// more, to send them on; it returns false to stop (the client is
+    /// gone), and then so does `write`.
+    fn write(&self, out: &mut Vec<u8>, flush: &mut dyn FnMut(&mut Vec<u8>) -> bool) -> bool {
+        let TasksJson(snapshot, order) = *self;
         let waits = snapshot.resources.wait_index();
         // Each site's location escaped once, not once per task.
         let sites: Vec<Vec<u8>> = snapshot.sites.iter().map(|site| escaped(&site.location)).collect();
@@ -267,7 +259,7 @@ impl TasksJson<'_> {
             if i > 0 {
                 out.push(b',');
                 if out.len() >= CHUNK && !flush(out) {
-                    return;
+                    return false;
                 }
             }
             out.extend_from_slice(b"{\"id\":");
@@ -325,6 +317,7 @@ impl TasksJson<'_> {
             out.push(b'}');
         }
         out.push(b']');
+        true
     }
 }
 
@@ -346,12 +339,7 @@ pub(crate) const CHUNK: usize = 256 * 1024;
 /// The snapshot as compact JSON, its tasks selected by `query`.
 #[cfg(test)]
 pub(crate) fn selected(snapshot: Snapshot, query: &TaskQuery) -> Vec<u8> {
-    let mut body = Vec::new();
-    stream(snapshot, query, &mut |chunk| {
-        body.extend_from_slice(&chunk);
-        true
-    });
-    body
+    super::collected(|send| stream(snapshot, query, send))
 }
 
 /// The snapshot as compact JSON, its tasks selected by `query`, handed to
@@ -361,7 +349,6 @@ pub(crate) fn selected(snapshot: Snapshot, query: &TaskQuery) -> Vec<u8> {
 pub(crate) fn stream(mut snapshot: Snapshot, query: &TaskQuery, send: &mut dyn FnMut(Vec<u8>) -> bool) {
     let counts = TaskCounts::of(&snapshot.tasks);
     let order = query.select(&mut snapshot);
-    let snapshot = &snapshot;
     // Only the stacks the tasks shown refer to.
     let referenced: BTreeSet<u32> =
         order.iter().filter_map(|&i| snapshot.tasks.get(i as usize)?.parked_at).collect();
@@ -389,12 +376,7 @@ pub(crate) fn stream(mut snapshot: Snapshot, query: &TaskQuery, send: &mut dyn F
     let mut out = Vec::with_capacity(CHUNK + 4096);
     let mut flush = |out: &mut Vec<u8>| send(std::mem::replace(out, Vec::with_capacity(CHUNK + 4096)));
     out.extend_from_slice(b"{\"tasks\":");
-    let mut stopped = false;
-    TasksJson(snapshot, Some(&order)).write(&mut out, &mut |out| {
-        stopped = !flush(out);
-        !stopped
-    });
-    if stopped {
+    if !TasksJson(&snapshot, &order).write(&mut out, &mut flush) {
         return;
     }
     // Serializing plain data into a Vec cannot fail.
@@ -456,7 +438,8 @@ mod tests {
         deep.sites[0].location = "src/\u{e9}\\x.rs:1:2".into();
         for s in [fixture(), deep] {
             let mut mine = Vec::new();
-            TasksJson(&s, None).write(&mut mine, &mut |_| true);
+            let all: Vec<u32> = (0..s.tasks.len() as u32).collect();
+            TasksJson(&s, &all).write(&mut mine, &mut |_| true);
             assert_eq!(String::from_utf8(mine).unwrap(), String::from_utf8(by_serde(&s)).unwrap());
         }
     }

@@ -152,12 +152,7 @@ pub(crate) fn grouped(snapshot: &Snapshot) -> String {
 /// line. Tasks are listed by id.
 #[cfg(test)]
 pub(crate) fn per_task(snapshot: &Snapshot) -> String {
-    let mut out = Vec::new();
-    per_task_streamed(snapshot, &mut |chunk| {
-        out.extend_from_slice(&chunk);
-        true
-    });
-    String::from_utf8(out).unwrap_or_default()
+    String::from_utf8(super::collected(|send| per_task_streamed(snapshot, send))).unwrap_or_default()
 }
 
 /// [`per_task`], handed to `send` in chunks of about
