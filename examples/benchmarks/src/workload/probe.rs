@@ -79,13 +79,19 @@ pub struct Answer {
 
 /// GETs `url` and reads the whole body.
 pub fn get(url: &str) -> Result<Answer, Error> {
-    let config = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(300))).build();
-    let client = ureq::Agent::new_with_config(config);
+    let client = client();
     let start = Instant::now();
     let mut response = client.get(url).call().map_err(|e| format!("GET {url}: {e}"))?;
     let mut body = Vec::new();
     std::io::copy(&mut response.body_mut().as_reader(), &mut body)?;
     Ok(Answer { elapsed: start.elapsed(), body })
+}
+
+/// The probes' HTTP client: a generous timeout, for answers of 1M tasks.
+fn client() -> ureq::Agent {
+    ureq::Agent::new_with_config(
+        ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(300))).build(),
+    )
 }
 
 /// A large answer read and dropped as it arrives, as `curl -o /dev/null`
@@ -103,8 +109,7 @@ pub struct Discarded {
 /// 250 MB body would time the client's memory more than the server.
 pub fn get_discarding(url: &str) -> Result<Discarded, Error> {
     use std::io::Read;
-    let config = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(300))).build();
-    let client = ureq::Agent::new_with_config(config);
+    let client = client();
     let start = Instant::now();
     let mut response = client.get(url).call().map_err(|e| format!("GET {url}: {e}"))?;
     let mut reader = response.body_mut().as_reader();
