@@ -14,8 +14,9 @@ fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     (status, res.body_mut().read_to_string().expect("body"))
 }
 
-#[test]
-fn the_endpoint_answers_while_every_worker_is_blocked() {
+/// An app's runtime (two workers, taskscope's hooks) and its agent on an
+/// ephemeral loopback port.
+fn instrumented_app() -> (tokio::runtime::Runtime, taskscope::Agent) {
     let mut b = tokio::runtime::Builder::new_multi_thread();
     b.worker_threads(2).enable_all();
     taskscope::instrument(&mut b);
@@ -24,6 +25,12 @@ fn the_endpoint_answers_while_every_worker_is_blocked() {
         let _enter = rt.enter();
         taskscope::Agent::builder().addr("127.0.0.1:0".parse().unwrap()).start().unwrap()
     };
+    (rt, agent)
+}
+
+#[test]
+fn the_endpoint_answers_while_every_worker_is_blocked() {
+    let (rt, agent) = instrumented_app();
     let addr = agent.local_addr().unwrap();
 
     let (release, wait) = std::sync::mpsc::channel::<()>();
@@ -77,14 +84,7 @@ fn a_busy_port_is_a_clear_error() {
 fn a_large_snapshot_is_streamed_whole_and_a_client_may_leave_half_way() {
     use std::io::{Read, Write};
 
-    let mut b = tokio::runtime::Builder::new_multi_thread();
-    b.worker_threads(2).enable_all();
-    taskscope::instrument(&mut b);
-    let rt = b.build().unwrap();
-    let agent = {
-        let _enter = rt.enter();
-        taskscope::Agent::builder().addr("127.0.0.1:0".parse().unwrap()).start().unwrap()
-    };
+    let (rt, agent) = instrumented_app();
     let addr = agent.local_addr().unwrap();
     // About 250 bytes each: some 5 MB of JSON, many chunks.
     const TASKS: usize = 20_000;
