@@ -5,14 +5,14 @@
 //! The caps are read from the environment once per process, so the test
 //! runs itself in a child process with small caps set.
 
-use std::process::Command;
-
 use axum::body::Body;
 use axum::http::Request;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
-const CHILD: &str = "TASKSCOPE_CAPS_TEST_CHILD";
+mod child_support;
+use child_support::in_child;
+
 const MAX_TASKS: u64 = 100;
 /// `<other>` and three sites.
 const MAX_SITES: u64 = 4;
@@ -34,17 +34,15 @@ fn metric(text: &str, series: &str) -> u64 {
 
 #[test]
 fn overflowing_tables_are_counted_in_the_json_and_in_metrics() {
-    if std::env::var_os(CHILD).is_none() {
-        let out = Command::new(std::env::current_exe().unwrap())
-            .args(["overflowing_tables_are_counted_in_the_json_and_in_metrics", "--exact", "--nocapture"])
-            .env(CHILD, "1")
-            .env("TASKSCOPE_MAX_TASKS", MAX_TASKS.to_string())
-            .env("TASKSCOPE_MAX_SITES", MAX_SITES.to_string())
-            .env("TASKSCOPE_COMPLETED", COMPLETED.to_string())
-            .output()
-            .unwrap();
-        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(out.status.success() && stdout.contains("1 passed"), "the child failed:\n{stdout}\n{stderr}");
+    let (tasks, sites, completed) = (MAX_TASKS.to_string(), MAX_SITES.to_string(), COMPLETED.to_string());
+    if !in_child(
+        "overflowing_tables_are_counted_in_the_json_and_in_metrics",
+        &[
+            ("TASKSCOPE_MAX_TASKS", &tasks),
+            ("TASKSCOPE_MAX_SITES", &sites),
+            ("TASKSCOPE_COMPLETED", &completed),
+        ],
+    ) {
         return;
     }
 

@@ -20,6 +20,9 @@ use std::time::{Duration, Instant};
 
 use pprof::protos::{Message, Profile};
 
+mod child_support;
+use child_support::in_child;
+
 #[global_allocator]
 static GLOBAL: taskscope::Allocator = taskscope::Allocator::system();
 
@@ -33,39 +36,6 @@ const EARLY_BYTES: usize = 16 << 20;
 extern "C" fn before_main() {
     let early: &'static mut [u8] = Box::leak(vec![7u8; EARLY_BYTES].into_boxed_slice());
     EARLY.store(early.as_ptr() as usize, Ordering::Relaxed);
-}
-
-const CHILD: &str = "TASKSCOPE_HEAP_TEST_CHILD";
-
-/// Whether to run the test's body here: true in the child; in the parent,
-/// runs `test` in a child process with `env` set, waits for it (failing the
-/// test if it fails or hangs) and returns false.
-fn in_child(test: &str, env: &[(&str, &str)]) -> bool {
-    if std::env::var_os(CHILD).is_some() {
-        return true;
-    }
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD, "1")
-        .envs(env.iter().copied())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{test} hung in its child process (killed after 120 s)");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().unwrap();
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{test} failed in its child:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("1 passed"), "{test} did not run in its child:\n{stdout}\n{stderr}");
-    false
 }
 
 /// An instrumented runtime with the agent on 127.0.0.1:0.

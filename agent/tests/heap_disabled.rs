@@ -10,8 +10,10 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
-use std::process::Command;
 use std::sync::Mutex;
+
+mod child_support;
+use child_support::in_child;
 
 /// The system allocator, keeping the layout of every live block it handed
 /// out, so that a free with another layout (as a sampled block's free would
@@ -76,25 +78,12 @@ unsafe impl GlobalAlloc for Checked {
 #[global_allocator]
 static GLOBAL: taskscope::Allocator<Checked> = taskscope::Allocator::new(Checked);
 
-const CHILD: &str = "TASKSCOPE_TEST_DISABLED_CHILD";
-
 #[test]
 fn a_disabled_agent_leaves_a_plain_allocator_that_frees_every_block_as_it_was_made() {
-    if std::env::var_os(CHILD).is_none() {
-        let out = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "a_disabled_agent_leaves_a_plain_allocator_that_frees_every_block_as_it_was_made",
-            ])
-            .args(["--nocapture", "--test-threads", "1"])
-            .env(CHILD, "1")
-            .env("TASKSCOPE_DISABLE", "1")
-            .env("TASKSCOPE_HEAP_SAMPLE_BYTES", "1")
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-        assert!(stdout.contains("1 passed"), "the child ran no test:\n{stdout}");
+    if !in_child(
+        "a_disabled_agent_leaves_a_plain_allocator_that_frees_every_block_as_it_was_made",
+        &[("TASKSCOPE_DISABLE", "1"), ("TASKSCOPE_HEAP_SAMPLE_BYTES", "1")],
+    ) {
         return;
     }
     let threads: Vec<_> = (0..4)

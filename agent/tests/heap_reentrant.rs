@@ -10,13 +10,14 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::process::Command;
-use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::Request;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
+
+mod child_support;
+use child_support::in_child;
 
 /// The system allocator, but an allocation of 64 bytes or more first
 /// allocates and frees a small vector through the global allocator.
@@ -51,8 +52,6 @@ unsafe impl GlobalAlloc for Reentering {
 #[global_allocator]
 static GLOBAL: taskscope::Allocator<Reentering> = taskscope::Allocator::new(Reentering);
 
-const CHILD: &str = "TASKSCOPE_REENTRANT_TEST_CHILD";
-
 #[inline(never)]
 fn reentrant_test_churn(seed: u64) -> usize {
     let mut kept: Vec<Vec<u8>> = Vec::new();
@@ -74,28 +73,10 @@ fn reentrant_test_churn(seed: u64) -> usize {
 
 #[test]
 fn an_inner_allocator_that_allocates_is_served_and_its_samples_dropped() {
-    if std::env::var_os(CHILD).is_none() {
-        let test = "an_inner_allocator_that_allocates_is_served_and_its_samples_dropped";
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([test, "--exact", "--nocapture"])
-            .env(CHILD, "1")
-            .env("TASKSCOPE_HEAP_SAMPLE_BYTES", "64")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while child.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("the child hung (killed after 120 s): a deadlock in the allocator?");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let out = child.wait_with_output().unwrap();
-        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(out.status.success() && stdout.contains("1 passed"), "the child failed:\n{stdout}\n{stderr}");
+    if !in_child(
+        "an_inner_allocator_that_allocates_is_served_and_its_samples_dropped",
+        &[("TASKSCOPE_HEAP_SAMPLE_BYTES", "64")],
+    ) {
         return;
     }
 
