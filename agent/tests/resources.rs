@@ -36,17 +36,7 @@ fn check_cycle(n: usize) {
         (0..n).map(|_| (Arc::new(Mutex::new(0)), format!("agent/tests/resources.rs:{}:", line!()))).unzip();
     let tasks = cycle(&app, &locks);
     let ids: Vec<u64> = tasks.iter().map(id_of).collect();
-    let s = wait_for(app.addr, "deadlock finding", |s| !deadlocks(s, &ids).is_empty());
-    let found = deadlocks(&s, &ids);
-    assert_eq!(found.len(), 1, "{found:#?}");
-    let f = found[0];
-    assert_eq!(f["severity"], "critical");
-    let mut in_cycle: Vec<u64> =
-        f["task_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
-    in_cycle.sort_unstable();
-    let mut expected = ids.clone();
-    expected.sort_unstable();
-    assert_eq!(in_cycle, expected, "{f:#}");
+    let f = the_deadlock(app.addr, "deadlock finding", &ids);
     let message = f["message"].as_str().unwrap();
     for id in &ids {
         assert!(message.contains(&format!("task {id} ")), "{message}");
@@ -346,17 +336,8 @@ fn a_cycle_over_semaphores_is_a_critical_deadlock() {
             })
         })
         .collect();
-    let mut ids: Vec<u64> = tasks.iter().map(id_of).collect();
-    let s = wait_for(app.addr, "deadlock over semaphores", |s| !deadlocks(s, &ids).is_empty());
-    let found = deadlocks(&s, &ids);
-    assert_eq!(found.len(), 1, "{found:#?}");
-    let f = found[0];
-    assert_eq!(f["severity"], "critical");
-    let mut in_cycle: Vec<u64> =
-        f["task_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
-    in_cycle.sort_unstable();
-    ids.sort_unstable();
-    assert_eq!(in_cycle, ids, "{f:#}");
+    let ids: Vec<u64> = tasks.iter().map(id_of).collect();
+    let f = the_deadlock(app.addr, "deadlock over semaphores", &ids);
     assert!(f["message"].as_str().unwrap().contains(&site), "{f:#}");
     app.stop(tasks);
 }

@@ -93,6 +93,23 @@ pub fn deadlocks<'a>(s: &'a Value, tasks: &[u64]) -> Vec<&'a Value> {
         .collect()
 }
 
+/// Waits for the one deadlock finding about `tasks`, checks that it is
+/// critical and names exactly them, and returns it.
+pub fn the_deadlock(addr: std::net::SocketAddr, what: &str, tasks: &[u64]) -> Value {
+    let s = wait_for(addr, what, |s| !deadlocks(s, tasks).is_empty());
+    let found = deadlocks(&s, tasks);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    let f = found[0].clone();
+    assert_eq!(f["severity"], "critical");
+    let mut in_cycle: Vec<u64> =
+        f["task_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    in_cycle.sort_unstable();
+    let mut expected = tasks.to_vec();
+    expected.sort_unstable();
+    assert_eq!(in_cycle, expected, "{f:#}");
+    f
+}
+
 pub fn id_of<T>(handle: &tokio::task::JoinHandle<T>) -> u64 {
     handle.id().to_string().parse().unwrap()
 }
