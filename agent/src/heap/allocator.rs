@@ -1,17 +1,19 @@
 //! [`Allocator`], the global allocator that samples.
 //!
 //! Every call goes to the inner allocator. On the way, an allocation
-//! subtracts its size from a per-thread countdown (a thread-local decrement
-//! and a branch) and a free bumps two per-thread counters after reading the
-//! word in front of the block; see `counters` and `block`. When the
-//! countdown runs out, the cold path decides whether to sample, and a
-//! sampled block is allocated with a header that lets its free find it.
+//! subtracts its size from a per-thread word that counts bytes and objects
+//! and is the sampling countdown (a thread-local load, subtract, branch and
+//! store), and a free tests its address and does the same to a per-thread
+//! free word; see `counters` and `block`. When the countdown runs out, the
+//! cold path decides whether to sample, and a sampled block is placed where
+//! its free recognizes it.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use super::block;
-use super::counters::{self, Busy, Decision};
+use super::counters::{self, Busy, Decision, Fast};
 use super::sample;
 
 /// A global allocator that samples allocations for heap profiles.
@@ -47,32 +49,41 @@ use super::sample;
 /// ```
 ///
 /// With the agent disabled (`TASKSCOPE_DISABLE=1`, read before `main`) it
-/// is a plain wrapper: each call reads one flag and goes to the inner
-/// allocator.
+/// is a plain wrapper: each call reads one flag of the allocator and goes to
+/// the inner allocator.
 ///
-/// What it costs: an unsampled allocation or free does a few loads and
-/// stores to memory of its own thread, with no shared atomics, locks, clock
-/// reads or allocation. A sample walks the stack by frame pointers and
-/// inserts into fixed tables; samples that do not fit are counted as
-/// dropped. Allocations aligned to more than 2048 bytes are never sampled
-/// (they are counted). To recognize sampled blocks, a free reads 4 bytes
-/// 16 bytes in front of the block (within its page), which memory checkers
-/// such as ASan or Valgrind's memcheck may report.
+/// What it costs: an unsampled allocation or free loads and stores one word
+/// of its own thread-local (a count of bytes and objects that is also the
+/// sampling countdown), with no shared atomics, locks, clock reads or
+/// allocation, and then tail-calls the inner allocator. A sample walks the
+/// stack by frame pointers and inserts into fixed tables; samples that do
+/// not fit are counted as dropped. Allocations aligned to more than 2048
+/// bytes are never sampled (they are counted). A sampled block takes 4 KiB
+/// more from the inner allocator (about 0.8% of the sampled memory at the
+/// default rate), so that it starts 2048 bytes into a page, which is what a
+/// free tests first; the free of a block that starts there reads 4 bytes 16
+/// bytes in front of it (within its page), which memory checkers such as
+/// ASan or Valgrind's memcheck may report. An allocation of up to 64 MiB that
+/// the inner allocator refuses stays counted as allocated.
 pub struct Allocator<A = System> {
     inner: A,
+    /// Set once a call found the agent disabled: every call then goes
+    /// straight to `inner`. A field, so that reading it is one compare with
+    /// the static that holds the allocator.
+    plain: AtomicBool,
 }
 
 impl Allocator<System> {
     /// The allocator over the system's allocator.
     pub const fn system() -> Self {
-        Allocator { inner: System }
+        Allocator { inner: System, plain: AtomicBool::new(false) }
     }
 }
 
 impl<A> Allocator<A> {
     /// The allocator over `inner`.
     pub const fn new(inner: A) -> Self {
-        Allocator { inner }
+        Allocator { inner, plain: AtomicBool::new(false) }
     }
 
     /// The wrapped allocator.
@@ -102,6 +113,17 @@ impl<A: GlobalAlloc> Allocator<A> {
                 sample::REENTRANT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             Decision::Skip => {}
+            Decision::Plain => {
+                self.plain.store(true, Relaxed);
+                // SAFETY: forwarded from `alloc`/`alloc_zeroed`.
+                return unsafe {
+                    if zeroed {
+                        self.inner.alloc_zeroed(layout)
+                    } else {
+                        self.inner.alloc(layout)
+                    }
+                };
+            }
         }
         // SAFETY: forwarded from `alloc`/`alloc_zeroed`.
         let p = unsafe {
@@ -127,7 +149,6 @@ impl<A: GlobalAlloc> Allocator<A> {
             return None;
         };
         let ticket = sample::prepare(layout.size())?;
-        counters::note_sampled();
         // SAFETY: `inner` has a non-zero size (it includes the header).
         let base = unsafe {
             if zeroed {
@@ -141,24 +162,24 @@ impl<A: GlobalAlloc> Allocator<A> {
             counters::undo_alloc(layout.size());
             return Some(base);
         }
-        let (addr, shifted) = block::place(base as usize, layout.align());
+        let (addr, offset) = block::place(base as usize);
         // SAFETY: `addr` was placed in the live inner block just allocated
         // with `block::inner_layout`.
-        unsafe { block::write_header(addr, sample::index(&ticket), shifted) };
+        unsafe { block::write_header(addr, sample::index(&ticket), offset) };
         sample::commit(ticket, addr);
         Some(addr as *mut u8)
     }
 
-    /// Frees a block that may be sampled (its header matched).
+    /// Frees a block that may be sampled (it starts at the tag).
     #[cold]
     #[inline(never)]
     unsafe fn dealloc_maybe_sampled(&self, ptr: *mut u8, layout: Layout) {
         counters::on_free(layout.size());
         match sample::confirm(ptr as usize) {
-            Some((index, shifted)) => {
+            Some((index, offset)) => {
                 sample::release(index);
                 if let Some(inner) = block::inner_layout(layout) {
-                    let base = block::base(ptr as usize, layout.align(), shifted);
+                    let base = block::base(ptr as usize, offset);
                     // SAFETY: a confirmed sampled block was allocated at
                     // `base` with `inner_layout` of this same layout.
                     unsafe { self.inner.dealloc(base as *mut u8, inner) };
@@ -204,9 +225,24 @@ impl<A: GlobalAlloc> Allocator<A> {
                 sample::REENTRANT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             Decision::Skip => {}
+            // SAFETY: forwarded from `realloc`.
+            Decision::Plain => return unsafe { self.inner.realloc(ptr, layout, new_size) },
         }
         // SAFETY: forwarded from `realloc`.
         unsafe { self.realloc_counted(ptr, layout, new_size) }
+    }
+
+    /// `realloc` of an ordinary block.
+    #[inline(always)]
+    unsafe fn realloc_ordinary(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        match counters::on_alloc(new_size) {
+            // SAFETY: forwarded from `realloc`.
+            Fast::Counted => unsafe { self.realloc_counted(ptr, layout, new_size) },
+            // SAFETY: forwarded from `realloc`.
+            Fast::Plain => unsafe { self.inner.realloc(ptr, layout, new_size) },
+            // SAFETY: forwarded from `realloc`.
+            Fast::Slow => unsafe { self.realloc_event(ptr, layout, new_size) },
+        }
     }
 
     /// `realloc` of an ordinary block whose new size was already counted.
@@ -222,29 +258,28 @@ impl<A: GlobalAlloc> Allocator<A> {
         p
     }
 
-    /// `realloc` of a block whose header matched.
+    /// `realloc` of a block that starts at the tag.
     #[cold]
     #[inline(never)]
     unsafe fn realloc_maybe_sampled(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let Some((index, shifted)) = sample::confirm(ptr as usize) else {
-            if counters::on_alloc(new_size) {
-                // SAFETY: forwarded from `realloc`.
-                return unsafe { self.realloc_event(ptr, layout, new_size) };
-            }
-            // SAFETY: forwarded from `realloc`.
-            return unsafe { self.realloc_counted(ptr, layout, new_size) };
+        let Some((index, offset)) = sample::confirm(ptr as usize) else {
+            // SAFETY: forwarded from `realloc`: an ordinary block.
+            return unsafe { self.realloc_ordinary(ptr, layout, new_size) };
         };
         // SAFETY: `realloc`'s contract makes this a valid layout.
         let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
-        let decision =
-            if counters::on_alloc(new_size) { counters::alloc_event(new_size) } else { Decision::Skip };
+        let decision = match counters::on_alloc(new_size) {
+            Fast::Counted => Decision::Skip,
+            Fast::Plain => Decision::Plain,
+            Fast::Slow => counters::alloc_event(new_size),
+        };
         let busy = match decision {
             Decision::Sample => Busy::enter(),
             Decision::Reentrant => {
                 sample::REENTRANT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 None
             }
-            Decision::Skip => None,
+            Decision::Skip | Decision::Plain => None,
         };
         let (Some(old_inner), Some(new_inner)) =
             (block::inner_layout(layout), block::inner_layout(new_layout))
@@ -257,7 +292,7 @@ impl<A: GlobalAlloc> Allocator<A> {
         // Sampled or not this time, the block keeps its sampled shape, so
         // that the inner allocator can grow it in place: a growing Vec is
         // not copied. Not sampled, it is tracked with weight 0.
-        let base = block::base(ptr as usize, layout.align(), shifted);
+        let base = block::base(ptr as usize, offset);
         // Unpublished first: once the inner allocator has moved the block,
         // its old address may be reused by another thread, whose free must
         // not mistake the stale header there for ours.
@@ -270,14 +305,14 @@ impl<A: GlobalAlloc> Allocator<A> {
             return new_base;
         }
         let moved = new_base as usize + (ptr as usize - base);
-        let (addr, new_shifted) = block::place(new_base as usize, layout.align());
+        let (addr, new_offset) = block::place(new_base as usize);
         if addr != moved {
             // SAFETY: both ranges lie inside the new inner block, which has
             // room for the data at either position.
             unsafe { std::ptr::copy(moved as *const u8, addr as *mut u8, layout.size().min(new_size)) };
         }
         // SAFETY: `addr` was placed in the live inner block.
-        unsafe { block::write_header(addr, index, new_shifted) };
+        unsafe { block::write_header(addr, index, new_offset) };
         sample::moved(index, &old, addr, new_size, busy.is_some());
         drop(busy);
         counters::on_free(layout.size());
@@ -310,52 +345,59 @@ impl<A: GlobalAlloc> Allocator<A> {
 unsafe impl<A: GlobalAlloc> GlobalAlloc for Allocator<A> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if counters::mode() & counters::PASSTHROUGH != 0 {
+        if self.plain.load(Relaxed) {
             // SAFETY: forwarded.
             return unsafe { self.inner.alloc(layout) };
         }
-        if counters::on_alloc(layout.size()) {
+        match counters::on_alloc(layout.size()) {
+            Fast::Counted => {}
+            Fast::Plain => {
+                self.plain.store(true, Relaxed);
+                // SAFETY: forwarded.
+                return unsafe { self.inner.alloc(layout) };
+            }
             // SAFETY: forwarded.
-            return unsafe { self.alloc_event(layout, false) };
+            Fast::Slow => return unsafe { self.alloc_event(layout, false) },
         }
+        // A tail call: if it fails, the allocation stays counted (see
+        // `counters`).
         // SAFETY: forwarded.
-        let p = unsafe { self.inner.alloc(layout) };
-        if p.is_null() {
-            counters::undo_last_alloc();
-        }
-        p
+        unsafe { self.inner.alloc(layout) }
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if counters::mode() & counters::PASSTHROUGH != 0 {
+        if self.plain.load(Relaxed) {
             // SAFETY: forwarded.
             return unsafe { self.inner.alloc_zeroed(layout) };
         }
-        if counters::on_alloc(layout.size()) {
+        match counters::on_alloc(layout.size()) {
+            Fast::Counted => {}
+            Fast::Plain => {
+                self.plain.store(true, Relaxed);
+                // SAFETY: forwarded.
+                return unsafe { self.inner.alloc_zeroed(layout) };
+            }
             // SAFETY: forwarded.
-            return unsafe { self.alloc_event(layout, true) };
+            Fast::Slow => return unsafe { self.alloc_event(layout, true) },
         }
+        // A tail call, as in `alloc`.
         // SAFETY: forwarded.
-        let p = unsafe { self.inner.alloc_zeroed(layout) };
-        if p.is_null() {
-            counters::undo_last_alloc();
-        }
-        p
+        unsafe { self.inner.alloc_zeroed(layout) }
     }
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // Every path ends in a tail call: nothing to keep across calls.
-        if counters::mode() == counters::PASSTHROUGH {
-            // SAFETY: forwarded: no block was ever sampled, so an ordinary one.
+        if self.plain.load(Relaxed) && !block::maybe_sampled(ptr as usize) {
+            // SAFETY: forwarded: an ordinary block.
             return unsafe { self.inner.dealloc(ptr, layout) };
         }
         if block::maybe_sampled(ptr as usize) {
             // SAFETY: forwarded.
             return unsafe { self.dealloc_maybe_sampled(ptr, layout) };
         }
-        if !counters::on_free_fast(layout.size()) {
+        if counters::on_free_fast(layout.size()) == Fast::Slow {
             // SAFETY: forwarded.
             return unsafe { self.dealloc_slow(ptr, layout) };
         }
@@ -365,19 +407,15 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Allocator<A> {
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if counters::mode() == counters::PASSTHROUGH {
-            // SAFETY: forwarded: no block was ever sampled, so an ordinary one.
-            return unsafe { self.inner.realloc(ptr, layout, new_size) };
-        }
         if block::maybe_sampled(ptr as usize) {
             // SAFETY: forwarded.
             return unsafe { self.realloc_maybe_sampled(ptr, layout, new_size) };
         }
-        if counters::on_alloc(new_size) {
-            // SAFETY: forwarded.
-            return unsafe { self.realloc_event(ptr, layout, new_size) };
+        if self.plain.load(Relaxed) {
+            // SAFETY: forwarded: an ordinary block.
+            return unsafe { self.inner.realloc(ptr, layout, new_size) };
         }
         // SAFETY: forwarded.
-        unsafe { self.realloc_counted(ptr, layout, new_size) }
+        unsafe { self.realloc_ordinary(ptr, layout, new_size) }
     }
 }

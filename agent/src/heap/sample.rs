@@ -89,13 +89,14 @@ pub(crate) fn commit(t: Ticket, addr: usize) {
 }
 
 /// Whether the block at `addr` is a live sample: its live-table index and
-/// header position if so.
+/// offset in its inner block if so.
 #[cold]
 #[inline(never)]
-pub(crate) fn confirm(addr: usize) -> Option<(u32, bool)> {
-    // SAFETY: only called after `block::maybe_sampled(addr)` returned true.
-    let (index, shifted) = unsafe { block::header(addr) };
-    LIVE.get(index, addr).map(|_| (index, shifted))
+pub(crate) fn confirm(addr: usize) -> Option<(u32, u32)> {
+    // SAFETY: only called after `block::maybe_sampled(addr)` returned true,
+    // for a live block.
+    let (index, offset) = unsafe { block::header(addr) }?;
+    LIVE.get(index, addr).map(|_| (index, offset))
 }
 
 /// The sampled block of entry `index` is being freed.
