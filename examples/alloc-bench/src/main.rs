@@ -7,7 +7,13 @@
 //!   (`TASKSCOPE_HEAP_SAMPLE_BYTES=0`, exact totals only);
 //! - `default`: `taskscope::Allocator` at its default rate (512 KiB);
 //! - `16KiB`: one sample per 16 KiB, 32 times the default rate, to measure
-//!   what one sample costs.
+//!   what one sample costs;
+//! - `disabled`: `taskscope::Allocator` with the agent disabled
+//!   (`TASKSCOPE_DISABLE=1`), the `off` mode of BENCHMARKS.md;
+//! - with `ALLOC_BENCH_BEFORE=<path>`, the `alloc-workload-taskscope` binary
+//!   of another build (say, the commit before a change) at the default rate
+//!   and disabled, as `before` and `before-dis`, so that a change of the
+//!   allocator is judged side by side.
 //!
 //! The modes run in turn (A B C D A B C D …) after a warm-up, and the tables
 //! give each mode's median and min–max, and its ratio to the baseline, in
@@ -22,20 +28,37 @@ use std::process::Command;
 
 struct Mode {
     name: &'static str,
-    binary: &'static str,
+    binary: PathBuf,
     /// `TASKSCOPE_HEAP_SAMPLE_BYTES`, or unset.
     rate: Option<u64>,
+    /// `TASKSCOPE_DISABLE=1`.
+    disabled: bool,
 }
 
 /// taskscope's default mean sampling interval.
 const DEFAULT_RATE: u64 = 512 << 10;
 
-const MODES: [Mode; 4] = [
-    Mode { name: "baseline", binary: "alloc-workload-system", rate: None },
-    Mode { name: "off", binary: "alloc-workload-taskscope", rate: Some(0) },
-    Mode { name: "default", binary: "alloc-workload-taskscope", rate: None },
-    Mode { name: "16KiB", binary: "alloc-workload-taskscope", rate: Some(16 << 10) },
-];
+/// The modes, in the order the tables print them. The first four are used
+/// by position: the baseline, sampling off, and 16 KiB for a sample's cost.
+fn modes(dir: &Path) -> Vec<Mode> {
+    let ours = dir.join("alloc-workload-taskscope");
+    let mode =
+        |name, binary: &Path, rate, disabled| Mode { name, binary: binary.to_path_buf(), rate, disabled };
+    let mut modes = vec![
+        mode("baseline", &dir.join("alloc-workload-system"), None, false),
+        mode("off", &ours, Some(0), false),
+        mode("default", &ours, None, false),
+        mode("16KiB", &ours, Some(16 << 10), false),
+        mode("disabled", &ours, None, true),
+    ];
+    if let Some(before) = std::env::var_os("ALLOC_BENCH_BEFORE") {
+        let before = PathBuf::from(before);
+        assert!(before.is_file(), "ALLOC_BENCH_BEFORE: no such file: {}", before.display());
+        modes.push(mode("before", &before, None, false));
+        modes.push(mode("before-dis", &before, None, true));
+    }
+    modes
+}
 
 /// `cargo run` builds only this binary: build the workloads next to it.
 fn build_workloads() -> PathBuf {
@@ -55,11 +78,14 @@ fn build_workloads() -> PathBuf {
 }
 
 /// One run of `mode`: boxes and vecs, wall-clock and CPU time, in ns.
-fn run(dir: &Path, mode: &Mode) -> Run {
-    let mut cmd = Command::new(dir.join(mode.binary));
+fn run(mode: &Mode) -> Run {
+    let mut cmd = Command::new(&mode.binary);
     cmd.env_remove("TASKSCOPE_HEAP_SAMPLE_BYTES").env_remove("TASKSCOPE_DISABLE");
     if let Some(rate) = mode.rate {
         cmd.env("TASKSCOPE_HEAP_SAMPLE_BYTES", rate.to_string());
+    }
+    if mode.disabled {
+        cmd.env("TASKSCOPE_DISABLE", "1");
     }
     let out = cmd.output().expect("run the workload");
     assert!(out.status.success(), "{} failed: {}", mode.name, String::from_utf8_lossy(&out.stderr));
@@ -122,17 +148,18 @@ fn main() {
         alloc_bench::VEC_LEN
     );
     println!("machine: {}; {runs} counted runs per mode after 1 warm-up, modes interleaved", machine());
-    for mode in &MODES {
-        run(&dir, mode);
+    let modes = modes(&dir);
+    for mode in &modes {
+        run(mode);
     }
-    let mut runs_of: Vec<Vec<Run>> = MODES.iter().map(|_| Vec::new()).collect();
+    let mut runs_of: Vec<Vec<Run>> = modes.iter().map(|_| Vec::new()).collect();
     for _ in 0..runs {
-        for (i, mode) in MODES.iter().enumerate() {
-            runs_of[i].push(run(&dir, mode));
+        for (i, mode) in modes.iter().enumerate() {
+            runs_of[i].push(run(mode));
         }
     }
-    let cpu = table("CPU time (user + system)", &runs_of, |r| r.cpu);
-    table("wall-clock time", &runs_of, |r| r.wall);
+    let cpu = table("CPU time (user + system)", &modes, &runs_of, |r| r.cpu);
+    table("wall-clock time", &modes, &runs_of, |r| r.wall);
     // What one sample costs: the extra CPU time at 16 KiB over sampling
     // off, divided by the samples expected at 16 KiB.
     let extra = cpu[3] - cpu[1];
@@ -146,7 +173,7 @@ fn main() {
         samples,
         alloc_bench::expected_samples(DEFAULT_RATE),
     );
-    println!("budgets: default / baseline <= 1.02; off: throughput >= 0.995 of the baseline");
+    println!("budgets: default / baseline <= 1.02; disabled: throughput >= 0.995 of the baseline");
     interleaved(&dir);
 }
 
@@ -190,7 +217,7 @@ fn interleaved(dir: &Path) {
 }
 
 /// Prints one table; returns each mode's median total.
-fn table(title: &str, runs_of: &[Vec<Run>], pick: impl Fn(&Run) -> (f64, f64)) -> Vec<f64> {
+fn table(title: &str, modes: &[Mode], runs_of: &[Vec<Run>], pick: impl Fn(&Run) -> (f64, f64)) -> Vec<f64> {
     let totals: Vec<Vec<f64>> =
         runs_of.iter().map(|runs| runs.iter().map(|r| pick(r).0 + pick(r).1).collect()).collect();
     let medians: Vec<f64> = totals.iter().map(|t| median(t)).collect();
@@ -198,15 +225,15 @@ fn table(title: &str, runs_of: &[Vec<Run>], pick: impl Fn(&Run) -> (f64, f64)) -
     println!();
     println!("{title}, median of each mode (min-max):");
     println!(
-        "{:<9} {:>24} {:>10} {:>10} {:>16} {:>11}",
+        "{:<10} {:>24} {:>10} {:>10} {:>16} {:>11}",
         "mode", "total ms", "boxes ms", "vecs ms", "time / baseline", "throughput"
     );
-    for (i, mode) in MODES.iter().enumerate() {
+    for (i, mode) in modes.iter().enumerate() {
         let (lo, hi) = min_max(&totals[i]);
         let boxes: Vec<f64> = runs_of[i].iter().map(|r| pick(r).0).collect();
         let vecs: Vec<f64> = runs_of[i].iter().map(|r| pick(r).1).collect();
         println!(
-            "{:<9} {:>8.1} ({:>6.1}-{:>6.1}) {:>10.1} {:>10.1} {:>16.4} {:>11.4}",
+            "{:<10} {:>8.1} ({:>6.1}-{:>6.1}) {:>10.1} {:>10.1} {:>16.4} {:>11.4}",
             mode.name,
             medians[i] / 1e6,
             lo / 1e6,
