@@ -197,10 +197,17 @@ impl Slot {
         // both sides, so one of them sees the other).
         self.readers.fetch_add(1, SeqCst);
         let local = self.local.load(SeqCst);
-        // SAFETY: a published thread-local stays alive until its owner
-        // has cleared the pointer and seen no reader inside (`release`).
-        let out =
-            unsafe { local.as_ref() }.map(|l| (l.allocated.counted(), l.freed.counted())).unwrap_or_default();
+        let out = if local.is_null() {
+            Default::default()
+        } else {
+            // SAFETY: a published thread-local stays alive until its owner
+            // has cleared the pointer and seen no reader inside (`release`).
+            // Only its atomic fields are read: no reference to the whole
+            // `Local`, whose cells its owner writes.
+            let (allocated, freed) =
+                unsafe { (&*std::ptr::addr_of!((*local).allocated), &*std::ptr::addr_of!((*local).freed)) };
+            (allocated.counted(), freed.counted())
+        };
         self.readers.fetch_sub(1, Release);
         out
     }
