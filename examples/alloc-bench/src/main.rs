@@ -15,7 +15,9 @@
 //!   and disabled, as `before` and `before-dis`, so that a change of the
 //!   allocator is judged side by side.
 //!
-//! The modes run in turn (A B C D A B C D …) after a warm-up, and the tables
+//! The modes run in turn (A B C D A B C D …) after a warm-up, each round at
+//! another stack depth for the workload's threads (the layout of stack and
+//! heap alone moves a malloc/free loop by up to a quarter), and the tables
 //! give each mode's median and min–max, and its ratio to the baseline, in
 //! CPU time (steadier on a shared machine) and in wall-clock time.
 //! `ALLOC_BENCH_RUNS` sets the counted runs per mode (default 7). A last
@@ -77,9 +79,11 @@ fn build_workloads() -> PathBuf {
     dir
 }
 
-/// One run of `mode`: boxes and vecs, wall-clock and CPU time, in ns.
-fn run(mode: &Mode) -> Run {
+/// One run of `mode` with its threads `frames` stack frames deeper:
+/// boxes and vecs, wall-clock and CPU time, in ns.
+fn run(mode: &Mode, frames: u64) -> Run {
     let mut cmd = Command::new(&mode.binary);
+    cmd.env("ALLOC_BENCH_FRAMES", frames.to_string());
     cmd.env_remove("TASKSCOPE_HEAP_SAMPLE_BYTES").env_remove("TASKSCOPE_DISABLE");
     if let Some(rate) = mode.rate {
         cmd.env("TASKSCOPE_HEAP_SAMPLE_BYTES", rate.to_string());
@@ -150,12 +154,15 @@ fn main() {
     println!("machine: {}; {runs} counted runs per mode after 1 warm-up, modes interleaved", machine());
     let modes = modes(&dir);
     for mode in &modes {
-        run(mode);
+        run(mode, 0);
     }
     let mut runs_of: Vec<Vec<Run>> = modes.iter().map(|_| Vec::new()).collect();
-    for _ in 0..runs {
+    for round in 0..runs {
+        // Each round at another stack depth, the same for every mode: the
+        // medians are over layouts, not of one (see `at_depth` in lib.rs).
+        let frames = (round as u64 * 7) % 64;
         for (i, mode) in modes.iter().enumerate() {
-            runs_of[i].push(run(mode));
+            runs_of[i].push(run(mode, frames));
         }
     }
     let cpu = table("CPU time (user + system)", &modes, &runs_of, |r| r.cpu);
