@@ -195,6 +195,11 @@ fn run_workload(
         };
         for ((mode, bin), runs) in bins.iter().zip(&mut modes) {
             let mut args = args.clone();
+            if workload == "alloc" {
+                // Another stack depth each round, the same for every mode
+                // (see `at_depth` in workload/alloc.rs).
+                args.extend(["--frames".to_string(), ((round * 7) % 64).to_string()]);
+            }
             if let (true, Some(secs)) = (mode.cpu_profile, longest_window) {
                 // 1.5 times the longest, plus a second: a profile that ends
                 // too early shows as not covering its run.

@@ -92,6 +92,7 @@ pub fn run(app: &App, name: &str, sizes: &Sizes) -> Result<Value, Error> {
                 sizes.get("boxes", 20_000_000, 200_000),
                 sizes.get("vecs", 2_000, 20),
                 sizes.get("vec-len", 65_536, 65_536),
+                sizes.get("frames", 0, 0),
             ),
             "http" => http::run(app, http_secs, sizes.get("connections", 50, 50))?,
             "idle" => idle::run(idle_secs)?,
