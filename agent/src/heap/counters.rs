@@ -13,7 +13,8 @@
 //! Calls of more than [`FAST_MAX`] bytes always take the slow path. A
 //! thread without a slot (not registered yet, exited, one too many, or the
 //! agent is disabled) has words of 0, so every call of it takes the slow
-//! path (or, the agent disabled, goes straight to the inner allocator).
+//! path. (With the agent disabled, the allocator stops calling here at its
+//! first allocation: see `Allocator::plain`.)
 //!
 //! **Totals.** Each registered thread owns one slot (a cache line pair) of a
 //! static array: the totals of its folded stretches, and a pointer to its
@@ -110,8 +111,8 @@ impl Totaled {
     /// less `extra_bytes` (negative when the stretch ran out inside that
     /// call). Owner only, inside a write of the slot's sequence lock.
     fn fold(&self, stretch: &Stretch, extra_bytes: u64, extra_objects: u64) -> i64 {
-        let (bytes, objects) = stretch.counted();
-        let (remaining, _) = unpack(stretch.word.load(Relaxed));
+        let (remaining, objects) = unpack(stretch.word.load(Relaxed));
+        let bytes = stretch.start.load(Relaxed).wrapping_sub(remaining) as u64;
         Slot::bump(&self.bytes, bytes.wrapping_add(extra_bytes));
         Slot::bump(&self.objects, objects + extra_objects);
         stretch.restart(0);
@@ -166,14 +167,12 @@ impl Slot {
     /// stretches: (allocated bytes, objects, freed bytes, objects).
     fn read(&self) -> (u64, u64, u64, u64) {
         // A writer stuck mid-update (a fork child of a thread that was in
-        // it) must not hang readers: after a few tries take what is there.
+        // it) must not hang readers: after a few hundred tries take what is
+        // there. A writer that is only preempted gets the core back while
+        // the reader yields.
         let mut read = (0, 0, 0, 0);
-        for _ in 0..64 {
+        for attempt in 0..320 {
             let before = self.seq.load(Acquire);
-            if before % 2 == 1 {
-                std::hint::spin_loop();
-                continue;
-            }
             let ((ab, ao), (fb, fo)) = self.stretches();
             read = (
                 self.allocated.bytes.load(Relaxed).wrapping_add(ab),
@@ -182,8 +181,13 @@ impl Slot {
                 self.freed.objects.load(Relaxed).wrapping_add(fo),
             );
             fence(Acquire);
-            if self.seq.load(Relaxed) == before {
+            if before % 2 == 0 && self.seq.load(Relaxed) == before {
                 break;
+            }
+            if attempt < 64 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
             }
         }
         read
@@ -232,16 +236,6 @@ static MODE: AtomicU8 = AtomicU8::new(0);
 /// The agent is disabled: allocations and frees go straight to the inner
 /// allocator, uncounted and unsampled.
 const PASSTHROUGH: u8 = 1;
-/// The packed words of a thread of a disabled agent: far enough below 0
-/// that subtracting any call's [`packed`] size keeps it negative.
-const PLAIN: i64 = i64::MIN / 2;
-
-/// Makes this thread's calls go straight to the inner allocator.
-fn go_plain(l: &Local) {
-    l.phase.set(Phase::Passthrough);
-    l.allocated.word.store(PLAIN, Relaxed);
-    l.freed.word.store(PLAIN, Relaxed);
-}
 
 /// Turns the allocator into a plain wrapper (the agent is disabled). Called
 /// before `main`, on the main thread, which gives its slot back; blocks
@@ -251,7 +245,7 @@ pub(crate) fn set_passthrough() {
     let _ = LOCAL.try_with(|l| {
         l.busy.set(true);
         release(l);
-        go_plain(l);
+        l.phase.set(Phase::Passthrough);
         l.busy.set(false);
     });
 }
@@ -346,60 +340,45 @@ pub(crate) fn installed() -> bool {
     INSTALLED.load(Relaxed)
 }
 
-/// What the fast path did with a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Fast {
-    /// Counted; nothing else to do.
-    Counted,
-    /// Not counted: the caller takes the slow path.
-    Slow,
-    /// The agent is disabled: not counted, and nothing else to do.
-    Plain,
-}
-
-/// The fast path of either side: one thread-local load, and a store when
-/// counted. A thread of a disabled agent has words of [`PLAIN`], the only
-/// negative value they take, which no call brings back to 0 or above: its
-/// test comes after the counting one and needs no other load.
+/// The fast path of either side: counts one call of `size` bytes and
+/// returns true, or returns false, counting nothing, when the stretch would
+/// run out, `size` is over [`FAST_MAX`] or the thread has no slot (its
+/// words are 0). One thread-local load, and a store when counted.
 #[inline(always)]
-fn fast(stretch: &Stretch, size: usize) -> Fast {
-    let word = stretch.word.load(Relaxed);
-    if size <= FAST_MAX {
-        let counted = word.wrapping_sub(packed(size));
-        if counted >= 0 {
-            stretch.word.store(counted, Relaxed);
-            return Fast::Counted;
-        }
+fn fast(stretch: &Stretch, size: usize) -> bool {
+    if size > FAST_MAX {
+        return false;
     }
+    let word = stretch.word.load(Relaxed).wrapping_sub(packed(size));
     if word < 0 {
-        Fast::Plain
-    } else {
-        Fast::Slow
+        return false;
     }
+    stretch.word.store(word, Relaxed);
+    true
 }
 
 /// The allocation hot path: counts an allocation of `size` bytes in this
-/// thread's allocation word. [`Fast::Slow`] when the stretch ran out (or
-/// the thread has no slot); the caller then calls [`alloc_event`].
+/// thread's allocation word. False when it did not (see [`fast`]); the
+/// caller then calls [`alloc_event`].
 #[inline(always)]
-pub(crate) fn on_alloc(size: usize) -> Fast {
+pub(crate) fn on_alloc(size: usize) -> bool {
     LOCAL.with(|l| fast(&l.allocated, size))
 }
 
 /// Counts `size` bytes freed, by whichever path it takes.
 #[inline(always)]
 pub(crate) fn on_free(size: usize) {
-    if on_free_fast(size) == Fast::Slow {
+    if !on_free_fast(size) {
         free_slow(size);
     }
 }
 
 /// The free hot path: counts `size` bytes freed in this thread's free
-/// word. [`Fast::Slow`] (nothing counted) when the stretch ran out or the
-/// thread has no slot; the caller then calls [`free_slow`]. Split so that
-/// the allocator's `dealloc` can end in tail calls.
+/// word. False when it did not (see [`fast`]); the caller then calls
+/// [`free_slow`]. Split so that the allocator's `dealloc` can end in tail
+/// calls.
 #[inline(always)]
-pub(crate) fn on_free_fast(size: usize) -> Fast {
+pub(crate) fn on_free_fast(size: usize) -> bool {
     LOCAL.with(|l| fast(&l.freed, size))
 }
 
@@ -535,7 +514,7 @@ fn draw(l: &Local, rate: u64) -> i64 {
 /// passthrough when the agent is disabled.
 fn register(l: &Local) {
     if MODE.load(Relaxed) & PASSTHROUGH != 0 {
-        go_plain(l);
+        l.phase.set(Phase::Passthrough);
         return;
     }
     l.busy.set(true);
@@ -685,10 +664,10 @@ mod tests {
     // the counting functions directly, on threads of their own.
 
     fn alloc(size: usize) -> Decision {
-        match on_alloc(size) {
-            Fast::Counted => Decision::Skip,
-            Fast::Plain => Decision::Plain,
-            Fast::Slow => alloc_event(size),
+        if on_alloc(size) {
+            Decision::Skip
+        } else {
+            alloc_event(size)
         }
     }
 
