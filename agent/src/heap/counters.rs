@@ -806,6 +806,13 @@ mod tests {
         // The destructor released it: it can be claimed again, and no
         // reader can reach the exited thread's thread-local.
         let s = SLOT_TABLE.iter().find(|s| *s as *const Slot as usize == first).unwrap();
+        // Another test's new thread may be between claiming the slot and
+        // publishing its thread-local: wait that moment out.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while s.owned.load(Acquire) && s.local.load(Acquire).is_null() && std::time::Instant::now() < deadline
+        {
+            std::thread::yield_now();
+        }
         assert!(!s.owned.load(Acquire) || !s.local.load(Acquire).is_null());
     }
 
