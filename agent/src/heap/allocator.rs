@@ -13,7 +13,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use super::block;
-use super::counters::{self, Busy, Decision};
+use super::counters::{self, Busy, Decision, Fast};
 use super::sample;
 
 /// A global allocator that samples allocations for heap profiles.
@@ -99,32 +99,6 @@ impl<A> fmt::Debug for Allocator<A> {
 }
 
 impl<A: GlobalAlloc> Allocator<A> {
-    /// The inner allocator's `alloc` or `alloc_zeroed`.
-    #[inline(always)]
-    unsafe fn inner_alloc(&self, layout: Layout, zeroed: bool) -> *mut u8 {
-        // SAFETY: forwarded from `alloc`/`alloc_zeroed`.
-        unsafe {
-            if zeroed {
-                self.inner.alloc_zeroed(layout)
-            } else {
-                self.inner.alloc(layout)
-            }
-        }
-    }
-
-    /// `alloc` (`zeroed` false) and `alloc_zeroed`.
-    #[inline(always)]
-    unsafe fn alloc_with(&self, layout: Layout, zeroed: bool) -> *mut u8 {
-        if !self.plain.load(Relaxed) && !counters::on_alloc(layout.size()) {
-            // SAFETY: forwarded.
-            return unsafe { self.alloc_event(layout, zeroed) };
-        }
-        // A tail call: if it fails, the allocation stays counted (see
-        // `counters`).
-        // SAFETY: forwarded.
-        unsafe { self.inner_alloc(layout, zeroed) }
-    }
-
     #[cold]
     #[inline(never)]
     unsafe fn alloc_event(&self, layout: Layout, zeroed: bool) -> *mut u8 {
@@ -140,14 +114,25 @@ impl<A: GlobalAlloc> Allocator<A> {
             }
             Decision::Skip => {}
             Decision::Plain => {
-                // The agent is disabled: from now on no call comes here.
                 self.plain.store(true, Relaxed);
                 // SAFETY: forwarded from `alloc`/`alloc_zeroed`.
-                return unsafe { self.inner_alloc(layout, zeroed) };
+                return unsafe {
+                    if zeroed {
+                        self.inner.alloc_zeroed(layout)
+                    } else {
+                        self.inner.alloc(layout)
+                    }
+                };
             }
         }
         // SAFETY: forwarded from `alloc`/`alloc_zeroed`.
-        let p = unsafe { self.inner_alloc(layout, zeroed) };
+        let p = unsafe {
+            if zeroed {
+                self.inner.alloc_zeroed(layout)
+            } else {
+                self.inner.alloc(layout)
+            }
+        };
         if p.is_null() {
             counters::undo_alloc(layout.size());
         }
@@ -240,11 +225,8 @@ impl<A: GlobalAlloc> Allocator<A> {
                 sample::REENTRANT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             Decision::Skip => {}
-            Decision::Plain => {
-                self.plain.store(true, Relaxed);
-                // SAFETY: forwarded from `realloc`.
-                return unsafe { self.inner.realloc(ptr, layout, new_size) };
-            }
+            // SAFETY: forwarded from `realloc`.
+            Decision::Plain => return unsafe { self.inner.realloc(ptr, layout, new_size) },
         }
         // SAFETY: forwarded from `realloc`.
         unsafe { self.realloc_counted(ptr, layout, new_size) }
@@ -253,12 +235,13 @@ impl<A: GlobalAlloc> Allocator<A> {
     /// `realloc` of an ordinary block.
     #[inline(always)]
     unsafe fn realloc_ordinary(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if counters::on_alloc(new_size) {
+        match counters::on_alloc(new_size) {
             // SAFETY: forwarded from `realloc`.
-            unsafe { self.realloc_counted(ptr, layout, new_size) }
-        } else {
+            Fast::Counted => unsafe { self.realloc_counted(ptr, layout, new_size) },
             // SAFETY: forwarded from `realloc`.
-            unsafe { self.realloc_event(ptr, layout, new_size) }
+            Fast::Plain => unsafe { self.inner.realloc(ptr, layout, new_size) },
+            // SAFETY: forwarded from `realloc`.
+            Fast::Slow => unsafe { self.realloc_event(ptr, layout, new_size) },
         }
     }
 
@@ -285,8 +268,11 @@ impl<A: GlobalAlloc> Allocator<A> {
         };
         // SAFETY: `realloc`'s contract makes this a valid layout.
         let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
-        let decision =
-            if counters::on_alloc(new_size) { Decision::Skip } else { counters::alloc_event(new_size) };
+        let decision = match counters::on_alloc(new_size) {
+            Fast::Counted => Decision::Skip,
+            Fast::Plain => Decision::Plain,
+            Fast::Slow => counters::alloc_event(new_size),
+        };
         let busy = match decision {
             Decision::Sample => Busy::enter(),
             Decision::Reentrant => {
@@ -359,24 +345,59 @@ impl<A: GlobalAlloc> Allocator<A> {
 unsafe impl<A: GlobalAlloc> GlobalAlloc for Allocator<A> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if self.plain.load(Relaxed) {
+            // SAFETY: forwarded.
+            return unsafe { self.inner.alloc(layout) };
+        }
+        match counters::on_alloc(layout.size()) {
+            Fast::Counted => {}
+            Fast::Plain => {
+                self.plain.store(true, Relaxed);
+                // SAFETY: forwarded.
+                return unsafe { self.inner.alloc(layout) };
+            }
+            // SAFETY: forwarded.
+            Fast::Slow => return unsafe { self.alloc_event(layout, false) },
+        }
+        // A tail call: if it fails, the allocation stays counted (see
+        // `counters`).
         // SAFETY: forwarded.
-        unsafe { self.alloc_with(layout, false) }
+        unsafe { self.inner.alloc(layout) }
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if self.plain.load(Relaxed) {
+            // SAFETY: forwarded.
+            return unsafe { self.inner.alloc_zeroed(layout) };
+        }
+        match counters::on_alloc(layout.size()) {
+            Fast::Counted => {}
+            Fast::Plain => {
+                self.plain.store(true, Relaxed);
+                // SAFETY: forwarded.
+                return unsafe { self.inner.alloc_zeroed(layout) };
+            }
+            // SAFETY: forwarded.
+            Fast::Slow => return unsafe { self.alloc_event(layout, true) },
+        }
+        // A tail call, as in `alloc`.
         // SAFETY: forwarded.
-        unsafe { self.alloc_with(layout, true) }
+        unsafe { self.inner.alloc_zeroed(layout) }
     }
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // Every path ends in a tail call: nothing to keep across calls.
+        if self.plain.load(Relaxed) && !block::maybe_sampled(ptr as usize) {
+            // SAFETY: forwarded: an ordinary block.
+            return unsafe { self.inner.dealloc(ptr, layout) };
+        }
         if block::maybe_sampled(ptr as usize) {
             // SAFETY: forwarded.
             return unsafe { self.dealloc_maybe_sampled(ptr, layout) };
         }
-        if !self.plain.load(Relaxed) && !counters::on_free_fast(layout.size()) {
+        if counters::on_free_fast(layout.size()) == Fast::Slow {
             // SAFETY: forwarded.
             return unsafe { self.dealloc_slow(ptr, layout) };
         }

@@ -113,14 +113,49 @@ pub(crate) fn maybe_sampled(addr: usize) -> bool {
 /// [`maybe_sampled(addr)`](maybe_sampled) must have returned true, and
 /// `addr` must be a live block.
 pub(crate) unsafe fn header(addr: usize) -> Option<(u32, u32)> {
-    let half = |word: usize, i: usize| {
-        let b = word.to_ne_bytes();
-        u32::from_ne_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]])
-    };
     // SAFETY: the 16 bytes before `addr` are in its page, which is mapped
-    // (`addr` is a live block 2048 bytes into it), and word-aligned.
-    let (first, second) = unsafe { (read_word(addr - HEADER), read_word(addr - 8)) };
-    (half(first, 0) == magic(addr)).then(|| (half(second, 0), half(first, 1)))
+    // (`addr` is a live block 2048 bytes into it).
+    if unsafe { read_magic(addr) } != magic(addr) {
+        return None;
+    }
+    // SAFETY: as above.
+    let word = unsafe { read_word(addr - 8) };
+    let bytes = word.to_ne_bytes();
+    let index = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    // SAFETY: as above.
+    let bytes = unsafe { read_word(addr - HEADER) }.to_ne_bytes();
+    let offset = u32::from_ne_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+    Some((index, offset))
+}
+
+/// Reads the 32 bits 16 bytes before `addr`, like [`read_word`].
+///
+/// # Safety
+///
+/// `addr - 16..addr - 12` must be mapped and readable, and `addr` aligned
+/// to 4.
+#[inline(always)]
+unsafe fn read_magic(addr: usize) -> u32 {
+    let value: u32;
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a single aligned load from readable memory (the caller's
+    // contract); no stack use, flags preserved.
+    unsafe {
+        std::arch::asm!("mov {v:e}, dword ptr [{a} - 16]", a = in(reg) addr, v = lateout(reg) value,
+            options(nostack, preserves_flags, readonly, pure));
+    }
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: as above.
+    unsafe {
+        std::arch::asm!("ldur {v:w}, [{a}, #-16]", a = in(reg) addr, v = lateout(reg) value,
+            options(nostack, preserves_flags, readonly, pure));
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    // SAFETY: the caller's contract.
+    unsafe {
+        value = std::ptr::read_volatile((addr - HEADER) as *const u32);
+    }
+    value
 }
 
 /// Reads a word of memory that may belong to another allocation, which

@@ -13,8 +13,7 @@
 //! Calls of more than [`FAST_MAX`] bytes always take the slow path. A
 //! thread without a slot (not registered yet, exited, one too many, or the
 //! agent is disabled) has words of 0, so every call of it takes the slow
-//! path. (With the agent disabled, the allocator stops calling here at its
-//! first allocation: see `Allocator::plain`.)
+//! path (or, the agent disabled, goes straight to the inner allocator).
 //!
 //! **Totals.** Each registered thread owns one slot (a cache line pair) of a
 //! static array: the totals of its folded stretches, and a pointer to its
@@ -111,8 +110,8 @@ impl Totaled {
     /// less `extra_bytes` (negative when the stretch ran out inside that
     /// call). Owner only, inside a write of the slot's sequence lock.
     fn fold(&self, stretch: &Stretch, extra_bytes: u64, extra_objects: u64) -> i64 {
-        let (remaining, objects) = unpack(stretch.word.load(Relaxed));
-        let bytes = stretch.start.load(Relaxed).wrapping_sub(remaining) as u64;
+        let (bytes, objects) = stretch.counted();
+        let (remaining, _) = unpack(stretch.word.load(Relaxed));
         Slot::bump(&self.bytes, bytes.wrapping_add(extra_bytes));
         Slot::bump(&self.objects, objects + extra_objects);
         stretch.restart(0);
@@ -236,6 +235,16 @@ static MODE: AtomicU8 = AtomicU8::new(0);
 /// The agent is disabled: allocations and frees go straight to the inner
 /// allocator, uncounted and unsampled.
 const PASSTHROUGH: u8 = 1;
+/// The packed words of a thread of a disabled agent: far enough below 0
+/// that subtracting any call's [`packed`] size keeps it negative.
+const PLAIN: i64 = i64::MIN / 2;
+
+/// Makes this thread's calls go straight to the inner allocator.
+fn go_plain(l: &Local) {
+    l.phase.set(Phase::Passthrough);
+    l.allocated.word.store(PLAIN, Relaxed);
+    l.freed.word.store(PLAIN, Relaxed);
+}
 
 /// Turns the allocator into a plain wrapper (the agent is disabled). Called
 /// before `main`, on the main thread, which gives its slot back; blocks
@@ -245,7 +254,7 @@ pub(crate) fn set_passthrough() {
     let _ = LOCAL.try_with(|l| {
         l.busy.set(true);
         release(l);
-        l.phase.set(Phase::Passthrough);
+        go_plain(l);
         l.busy.set(false);
     });
 }
@@ -340,45 +349,60 @@ pub(crate) fn installed() -> bool {
     INSTALLED.load(Relaxed)
 }
 
-/// The fast path of either side: counts one call of `size` bytes and
-/// returns true, or returns false, counting nothing, when the stretch would
-/// run out, `size` is over [`FAST_MAX`] or the thread has no slot (its
-/// words are 0). One thread-local load, and a store when counted.
+/// What the fast path did with a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fast {
+    /// Counted; nothing else to do.
+    Counted,
+    /// Not counted: the caller takes the slow path.
+    Slow,
+    /// The agent is disabled: not counted, and nothing else to do.
+    Plain,
+}
+
+/// The fast path of either side: one thread-local load, and a store when
+/// counted. A thread of a disabled agent has words of [`PLAIN`], the only
+/// negative value they take, which no call brings back to 0 or above: its
+/// test comes after the counting one and needs no other load.
 #[inline(always)]
-fn fast(stretch: &Stretch, size: usize) -> bool {
-    if size > FAST_MAX {
-        return false;
+fn fast(stretch: &Stretch, size: usize) -> Fast {
+    let word = stretch.word.load(Relaxed);
+    if size <= FAST_MAX {
+        let counted = word.wrapping_sub(packed(size));
+        if counted >= 0 {
+            stretch.word.store(counted, Relaxed);
+            return Fast::Counted;
+        }
     }
-    let word = stretch.word.load(Relaxed).wrapping_sub(packed(size));
     if word < 0 {
-        return false;
+        Fast::Plain
+    } else {
+        Fast::Slow
     }
-    stretch.word.store(word, Relaxed);
-    true
 }
 
 /// The allocation hot path: counts an allocation of `size` bytes in this
-/// thread's allocation word. False when it did not (see [`fast`]); the
-/// caller then calls [`alloc_event`].
+/// thread's allocation word. [`Fast::Slow`] when the stretch ran out (or
+/// the thread has no slot); the caller then calls [`alloc_event`].
 #[inline(always)]
-pub(crate) fn on_alloc(size: usize) -> bool {
+pub(crate) fn on_alloc(size: usize) -> Fast {
     LOCAL.with(|l| fast(&l.allocated, size))
 }
 
 /// Counts `size` bytes freed, by whichever path it takes.
 #[inline(always)]
 pub(crate) fn on_free(size: usize) {
-    if !on_free_fast(size) {
+    if on_free_fast(size) == Fast::Slow {
         free_slow(size);
     }
 }
 
 /// The free hot path: counts `size` bytes freed in this thread's free
-/// word. False when it did not (see [`fast`]); the caller then calls
-/// [`free_slow`]. Split so that the allocator's `dealloc` can end in tail
-/// calls.
+/// word. [`Fast::Slow`] (nothing counted) when the stretch ran out or the
+/// thread has no slot; the caller then calls [`free_slow`]. Split so that
+/// the allocator's `dealloc` can end in tail calls.
 #[inline(always)]
-pub(crate) fn on_free_fast(size: usize) -> bool {
+pub(crate) fn on_free_fast(size: usize) -> Fast {
     LOCAL.with(|l| fast(&l.freed, size))
 }
 
@@ -514,7 +538,7 @@ fn draw(l: &Local, rate: u64) -> i64 {
 /// passthrough when the agent is disabled.
 fn register(l: &Local) {
     if MODE.load(Relaxed) & PASSTHROUGH != 0 {
-        l.phase.set(Phase::Passthrough);
+        go_plain(l);
         return;
     }
     l.busy.set(true);
@@ -664,10 +688,10 @@ mod tests {
     // the counting functions directly, on threads of their own.
 
     fn alloc(size: usize) -> Decision {
-        if on_alloc(size) {
-            Decision::Skip
-        } else {
-            alloc_event(size)
+        match on_alloc(size) {
+            Fast::Counted => Decision::Skip,
+            Fast::Plain => Decision::Plain,
+            Fast::Slow => alloc_event(size),
         }
     }
 
