@@ -28,13 +28,30 @@ impl Group {
     }
 }
 
+/// A frame as the dumps show it: function, file, line.
+type ShownFrame<'a> = (&'a str, Option<&'a str>, Option<u32>);
+
 /// Live tasks grouped by spawn site and parked-at stack, largest first.
+/// Stacks that differ only in folded frames (tokio's scheduler reaches a
+/// task's poll by more than one path) make one group: the dump shows them
+/// alike.
 pub(crate) fn groups(snapshot: &Snapshot) -> Vec<Group> {
+    let mut shown: HashMap<Vec<ShownFrame>, u32> = HashMap::new();
+    let same: HashMap<u32, u32> = snapshot
+        .stacks
+        .iter()
+        .map(|stack| {
+            let key =
+                stack.trimmed().0.iter().map(|f| (f.function.as_str(), f.file.as_deref(), f.line)).collect();
+            (stack.id, *shown.entry(key).or_insert(stack.id))
+        })
+        .collect();
     let mut by_key: HashMap<(u32, Option<u32>), Group> = HashMap::new();
     for t in &snapshot.tasks {
-        let g = by_key.entry((t.site, t.parked_at)).or_insert(Group {
+        let stack = t.parked_at.map(|id| same.get(&id).copied().unwrap_or(id));
+        let g = by_key.entry((t.site, stack)).or_insert(Group {
             site: t.site,
-            stack: t.parked_at,
+            stack,
             running: 0,
             idle: 0,
             max_idle_ms: 0,
@@ -286,6 +303,25 @@ mod tests {
         let s = crate::snapshot::deep_fixture();
         golden("tasks_debug1_deep.txt", &grouped(&s));
         golden("tasks_debug2_deep.txt", &per_task(&s));
+    }
+
+    #[test]
+    fn stacks_that_differ_only_in_folded_frames_make_one_group() {
+        let mut s = crate::snapshot::deep_fixture();
+        let before = grouped(&s);
+        // Task 43 parked at the same place, reached through another path of
+        // tokio's scheduler: only the folded frames differ.
+        let mut other = s.stacks[0].clone();
+        other.id = 7;
+        let last = other.frames.len() - 1;
+        other.frames[last].line = Some(999);
+        s.stacks.push(other);
+        s.tasks.iter_mut().find(|t| t.id == 43).unwrap().parked_at = Some(7);
+        assert_eq!(grouped(&s), before);
+        // A frame that shows makes its own group.
+        s.stacks[2].frames[3].line = Some(30);
+        let groups = groups(&s);
+        assert!(groups.iter().any(|g| g.stack == Some(7) && g.count() == 1), "{groups:?}");
     }
 
     #[test]
