@@ -1,13 +1,16 @@
 //! tokio's runtime hooks, wired to the process-wide registry.
 //!
-//! Each hook reads one thread-local, one coarse-clock word, and the slot of
-//! the task at hand. The thread-local also remembers the task being polled,
-//! for later consumers such as the heap sampler.
+//! Each hook reads one thread-local and one coarse-clock word. A poll's
+//! start writes only the thread-local, which the thread publishes to the
+//! agent (see [`super::polls`]); its end writes the task's slot. The
+//! thread-local also tells the heap and CPU samplers which task is being
+//! polled.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering::*};
 use std::sync::OnceLock;
 
+use super::polls::{self, Current, OFF};
 use super::registry::Registry;
 use super::sites::{SHARDS, SHARED};
 use super::slab::Cache;
@@ -48,26 +51,50 @@ fn claim_shard() -> usize {
 
 const _: () = assert!(SHARED == SHARDS - 1);
 
-/// The task being polled on a thread. Kept in a `const` thread-local with no
-/// destructor, so that it can be read from anywhere, the allocator included.
-#[derive(Debug, Clone, Copy)]
+/// The poll a thread is in. A `const` thread-local with no destructor, so
+/// that it can be read from anywhere, the allocator and signal handlers
+/// included.
 struct Polling {
-    id: u64,
-    site: u32,
-    /// Slot + 1; 0 when no tracked task is being polled.
-    slot: u32,
-    start: u64,
+    /// The thread's outermost poll, published to the agent once the thread
+    /// knows its shard; [`OFF`] until then, and for good on a thread
+    /// without a shard of its own.
+    current: Current,
+    /// [`Local::shard`], copied at the thread's first poll; [`UNKNOWN`]
+    /// before.
+    shard: Cell<u8>,
+    /// A poll that is not published (the thread has no shard of its own,
+    /// or the poll is nested in another): task id and start.
+    inner: Cell<(u64, u64)>,
 }
 
+/// [`Polling::shard`] before the thread's first poll.
+const UNKNOWN: u8 = u8::MAX;
+const _: () = assert!(SHARDS < UNKNOWN as usize);
+
 thread_local! {
-    static POLLING: Cell<Polling> = const { Cell::new(Polling { id: 0, site: 0, slot: 0, start: 0 }) };
+    static POLLING: Polling =
+        const { Polling { current: Current::off(), shard: Cell::new(UNKNOWN), inner: Cell::new((0, 0)) } };
 }
 
 /// The id and spawn-site index of the task being polled on this thread.
-/// Never allocates: safe to call from a global allocator.
+/// Never allocates nor locks: safe to call from a global allocator or a
+/// signal handler.
 #[allow(dead_code)] // read by the heap sampler
 pub(crate) fn polling() -> Option<(u64, u32)> {
-    POLLING.try_with(|p| p.get()).ok().filter(|p| p.slot != 0).map(|p| (p.id, p.site))
+    let id = POLLING
+        .try_with(|p| match p.inner.get().0 {
+            0 => p.current.id.load(Relaxed),
+            inner => inner,
+        })
+        .ok()
+        .filter(|&id| id != 0 && id != OFF)?;
+    let r = registry()?;
+    Some((id, r.site_of(r.lookup(id)?)))
+}
+
+/// Whether this thread is in a published poll of task `id`.
+fn in_published_poll(id: u64) -> bool {
+    POLLING.try_with(|p| p.current.id.load(Relaxed) == id).unwrap_or(false)
 }
 
 impl Drop for Local {
@@ -77,6 +104,14 @@ impl Drop for Local {
             r.flush(&mut cache);
         }
         if self.shard < SHARED {
+            // Polls from here on (other thread-locals' destructors may poll)
+            // go to the slots; then no reader may look at this thread's
+            // poll any more, and the shard can go to another thread.
+            let _ = POLLING.try_with(|p| {
+                p.shard.set(SHARED as u8);
+                p.current.id.store(OFF, Release);
+            });
+            polls::unpublish(self.shard);
             OWNED[self.shard].store(false, Release);
         }
     }
@@ -150,42 +185,92 @@ mod installed {
     pub(super) fn on_terminate(r: &'static Registry, meta: &TaskMeta<'_>) {
         let id = id_of(meta.id());
         let now = coarse_ms();
-        with_cache(r, |cache, shard| r.terminate(cache, shard, id, now));
+        let polling = in_published_poll(id);
+        with_cache(r, |cache, shard| r.terminate(cache, shard, id, now, polling));
     }
+
+    // The fast paths of the poll hooks call nothing, and their slow paths
+    // get only what the hooks got: then the fast paths need no registers
+    // saved (each save and restore was a tenth of a hook's instructions).
 
     #[inline]
     pub(super) fn on_poll_start(r: &'static Registry, meta: &TaskMeta<'_>) {
         let id = id_of(meta.id());
         let now = coarse_ms();
-        let polling = match r.lookup(id) {
-            Some(slot) => Polling { id, site: r.poll_start(slot, now), slot: slot + 1, start: now },
-            None => Polling { id, site: 0, slot: 0, start: now },
-        };
-        let _ = POLLING.try_with(|p| p.set(polling));
+        let _ = POLLING.try_with(|p| {
+            if p.current.id.load(Relaxed) == 0 {
+                p.current.start.store(now, Relaxed);
+                p.current.id.store(id, Release);
+            } else {
+                start_elsewhere(r, meta);
+            }
+        });
+    }
+
+    /// The start of a poll that the thread-local does not publish: the
+    /// thread's first poll, a thread without a shard, a nested poll.
+    #[cold]
+    fn start_elsewhere(r: &'static Registry, meta: &TaskMeta<'_>) {
+        let id = id_of(meta.id());
+        let now = coarse_ms();
+        let _ = POLLING.try_with(|p| {
+            if p.shard.get() == UNKNOWN && p.current.id.load(Relaxed) == OFF {
+                let shard = LOCAL.try_with(|l| l.shard).unwrap_or(SHARED);
+                p.shard.set(shard as u8);
+                if shard < SHARED {
+                    polls::publish(shard, &p.current);
+                    p.current.start.store(now, Relaxed);
+                    p.current.id.store(id, Release);
+                    return;
+                }
+            }
+            p.inner.set((id, now));
+            if let Some(slot) = r.lookup(id) {
+                r.poll_start_in_slot(slot, now);
+            }
+        });
     }
 
     #[inline]
     pub(super) fn on_poll_end(r: &'static Registry, meta: &TaskMeta<'_>) {
         let id = id_of(meta.id());
-        let now = coarse_ms();
-        let current = POLLING
-            .try_with(|p| {
-                let polling = p.get();
-                p.set(Polling { slot: 0, ..polling });
-                (polling.slot != 0 && polling.id == id).then(|| (polling.slot - 1, polling.start))
-            })
-            .ok()
-            .flatten();
-        match current {
-            Some((slot, started)) => r.poll_end(slot, id, Some(started), now),
-            // Nested polls (a LocalSet inside a task) lose the start time of
-            // the outer poll; its end is still recorded.
-            None => {
-                if let Some(slot) = r.lookup(id) {
-                    r.poll_end(slot, id, None, now);
-                }
+        let _ = POLLING.try_with(|p| {
+            if p.current.id.load(Relaxed) != id {
+                return end_elsewhere(r, meta);
             }
-        }
+            let Some(slot) = r.in_window(id) else {
+                return end_published(r, meta);
+            };
+            Registry::end_in(slot, Some(p.current.start.load(Relaxed)), coarse_ms(), true);
+            // After the slot's idle-since time: a reader never sees the task
+            // neither running nor idle since this poll.
+            p.current.id.store(0, Release);
+        });
+    }
+
+    /// The end of a published poll of a task outside the window, or of
+    /// one that completed in this poll.
+    #[cold]
+    fn end_published(r: &'static Registry, meta: &TaskMeta<'_>) {
+        let id = id_of(meta.id());
+        let _ = POLLING.try_with(|p| {
+            r.poll_end(id, Some(p.current.start.load(Relaxed)), coarse_ms(), true);
+            p.current.id.store(0, Release);
+        });
+    }
+
+    /// The end of a poll that [`start_elsewhere`] started.
+    #[cold]
+    fn end_elsewhere(r: &'static Registry, meta: &TaskMeta<'_>) {
+        let id = id_of(meta.id());
+        let _ = POLLING.try_with(|p| {
+            let (inner, start) = p.inner.get();
+            // Nested deeper than one level, the outer polls' starts are
+            // lost: their ends are recorded, without busy time.
+            let started = (inner == id).then_some(start);
+            p.inner.set((0, 0));
+            r.poll_end(id, started, coarse_ms(), false);
+        });
     }
 }
 
@@ -256,6 +341,82 @@ mod tests {
         // Their shards were given back when they exited.
         let again = std::thread::spawn(|| LOCAL.with(|l| l.shard)).join().unwrap();
         assert!(again < SHARED, "a free shard was not reused");
+    }
+
+    fn record(id: tokio::task::Id) -> Option<super::super::TaskRecord> {
+        registry()?.tasks().into_iter().find(|t| t.id == id_of(id))
+    }
+
+    /// The polls of a completed task. tokio wakes the task's `JoinHandle`
+    /// before it runs the terminate hook: wait for the record.
+    fn completed_polls(id: tokio::task::Id) -> Option<u64> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let done = registry()?.completed();
+            if let Some(c) = done.iter().find(|c| c.id == id_of(id)) {
+                return Some(c.polls);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn polls_are_counted_and_a_running_poll_is_seen_from_another_thread() {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(2).enable_all();
+        let rt = instrument(&mut builder).build().unwrap();
+        let (entered, wait) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let task = rt.spawn(async move {
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            entered.send(()).unwrap();
+            // Blocks its worker in synchronous code, in its 11th poll.
+            released.recv().unwrap();
+        });
+        let id = task.id();
+        wait.recv().unwrap();
+        let t = record(id).expect("the task is tracked");
+        assert!(t.running, "{t:?}");
+        assert_eq!(t.polls, 11, "{t:?}");
+        release.send(()).unwrap();
+        rt.block_on(task).unwrap();
+        assert_eq!(completed_polls(id), Some(11));
+    }
+
+    #[test]
+    fn a_poll_nested_in_another_leaves_the_outer_one_running() {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(1).enable_all();
+        let rt = instrument(&mut builder).build().unwrap();
+        let (inside, wait) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let outer = rt.spawn(async move {
+            tokio::task::block_in_place(move || {
+                let mut inner = tokio::runtime::Builder::new_current_thread();
+                let inner = instrument(&mut inner).build().unwrap();
+                inner.block_on(async move {
+                    let task = tokio::spawn(async move {
+                        tokio::task::yield_now().await;
+                        inside.send(tokio::task::id()).unwrap();
+                        released.recv().unwrap();
+                    });
+                    task.await.unwrap();
+                });
+            });
+        });
+        let outer_id = outer.id();
+        let inner_id = wait.recv().unwrap();
+        let (o, i) = (record(outer_id).unwrap(), record(inner_id).unwrap());
+        assert!(o.running && i.running, "{o:?} {i:?}");
+        assert_eq!((o.polls, i.polls), (1, 2), "{o:?} {i:?}");
+        release.send(()).unwrap();
+        rt.block_on(outer).unwrap();
+        assert_eq!((completed_polls(outer_id), completed_polls(inner_id)), (Some(1), Some(2)));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 mod completed;
 mod hooks;
 mod index;
+mod polls;
 mod registry;
 mod sites;
 mod slab;

@@ -101,7 +101,7 @@ impl Registry {
         let site = self.sites.intern(location);
         let spawned = ((site as u64) << SITE_SHIFT) | (now & TIME_MASK);
         let w = (id & self.window_mask) as u32;
-        let slot = &self.window[w as usize];
+        let slot = self.window_of(id);
         // A free window slot is claimed (another thread may spawn a task with
         // a colliding id at the same time), filled, then published.
         let reference =
@@ -145,7 +145,7 @@ impl Registry {
     #[inline]
     pub(crate) fn lookup(&self, id: u64) -> Option<u32> {
         let w = (id & self.window_mask) as u32;
-        if self.window[w as usize].id.load(Relaxed) == id {
+        if self.window_of(id).id.load(Relaxed) == id {
             return Some(w | WINDOW_BIT);
         }
         self.lookup_overflow(id)
@@ -154,6 +154,14 @@ impl Registry {
     #[cold]
     fn lookup_overflow(&self, id: u64) -> Option<u32> {
         self.index.get(&self.slab, id)
+    }
+
+    /// The window slot of task `id`.
+    #[inline(always)]
+    fn window_of(&self, id: u64) -> &Slot {
+        // Measured: without the bounds check (the index is masked), the
+        // poll-heavy benchmark ran 4% slower, not faster.
+        &self.window[(id & self.window_mask) as usize]
     }
 
     /// The slot a reference names.
@@ -166,29 +174,57 @@ impl Registry {
         }
     }
 
-    /// A poll of the task in `slot` starts. Returns the task's site.
-    #[inline]
-    pub(crate) fn poll_start(&self, slot: u32, now: u64) -> u32 {
+    /// A poll of the task in `slot` starts on a thread that does not
+    /// publish its polls (see [`super::polls`]), or inside another poll: the
+    /// poll is counted, and the slot marked as running.
+    #[cold]
+    pub(crate) fn poll_start_in_slot(&self, slot: u32, now: u64) {
         let slot = self.slot(slot);
         // Only the polling thread writes these fields while the task lives,
         // so a load and a store suffice; readers see either value.
         slot.polls.store(slot.polls.load(Relaxed) + 1, Relaxed);
         slot.last.store(now | RUNNING, Relaxed);
-        (slot.spawned.load(Relaxed) >> SITE_SHIFT) as u32
     }
 
-    /// The poll of task `id` that started at `started` ends.
+    /// The spawn site of the task in `slot`.
+    pub(crate) fn site_of(&self, slot: u32) -> u32 {
+        (self.slot(slot).spawned.load(Relaxed) >> SITE_SHIFT) as u32
+    }
+
+    /// The poll of task `id` that started at `started` ends; `count` says
+    /// it was not counted at its start ([`Self::poll_start_in_slot`]).
     ///
     /// A task that completes in this poll has already been terminated (tokio
-    /// runs the terminate hook inside the poll), so its slot may be free, or
-    /// even another task's: the id check keeps this from writing into it.
-    #[inline]
-    pub(crate) fn poll_end(&self, slot: u32, id: u64, started: Option<u64>, now: u64) {
-        let slot = self.slot(slot);
-        if slot.id.load(Relaxed) != id {
-            return;
+    /// runs the terminate hook inside the poll), so it is not found.
+    pub(crate) fn poll_end(&self, id: u64, started: Option<u64>, now: u64, count: bool) {
+        if let Some(slot) = self.in_window(id) {
+            Self::end_in(slot, started, now, count);
+        } else if let Some(index) = self.lookup_overflow(id) {
+            Self::end_in(self.slab.slot(index), started, now, count);
         }
-        slot.last.store(now, Relaxed);
+    }
+
+    /// The window slot of task `id`, if the task lives there.
+    #[inline(always)]
+    pub(crate) fn in_window(&self, id: u64) -> Option<&Slot> {
+        let slot = self.window_of(id);
+        (slot.id.load(Relaxed) == id).then_some(slot)
+    }
+
+    /// Records the end of a poll of the task in `slot`; see
+    /// [`Self::poll_end`].
+    #[inline(always)]
+    pub(crate) fn end_in(slot: &Slot, started: Option<u64>, now: u64, count: bool) {
+        // Only the polling thread writes these fields while the task lives,
+        // so a load and a store suffice; readers see either value.
+        if count {
+            slot.polls.store(slot.polls.load(Relaxed) + 1, Relaxed);
+        }
+        // Written only when it changes: most polls end in the millisecond
+        // of the task's previous one.
+        if slot.last.load(Relaxed) != now {
+            slot.last.store(now, Relaxed);
+        }
         if let Some(started) = started {
             if now > started {
                 slot.busy_ms.store(slot.busy_ms.load(Relaxed) + (now - started), Relaxed);
@@ -197,9 +233,11 @@ impl Registry {
     }
 
     /// A task terminated: it leaves the registry for the completed ring.
+    /// `polling` says the calling thread is in a poll of the task that its
+    /// end will count (tokio terminates a task inside its last poll).
     #[inline]
-    pub(crate) fn terminate(&self, cache: &mut Cache, shard: usize, id: u64, now: u64) {
-        let window = &self.window[(id & self.window_mask) as usize];
+    pub(crate) fn terminate(&self, cache: &mut Cache, shard: usize, id: u64, now: u64, polling: bool) {
+        let window = self.window_of(id);
         let (slot, overflow) = if window.id.load(Relaxed) == id {
             (window, None)
         } else {
@@ -216,7 +254,7 @@ impl Registry {
                 id,
                 spawned,
                 ended_ms: now,
-                polls: slot.polls.load(Relaxed),
+                polls: slot.polls.load(Relaxed) + polling as u64,
                 busy_ms: slot.busy_ms.load(Relaxed),
             },
         );
@@ -248,6 +286,7 @@ impl Registry {
     /// Calls `f` with each live task (each at most once; tasks spawned or
     /// completed meanwhile may or may not be seen).
     pub(crate) fn for_each_task(&self, mut f: impl FnMut(TaskRecord)) {
+        let running = super::polls::running();
         let high = self.slab.high_water();
         let window = self.window.iter();
         for slot in window.chain((0..high).map(|index| self.slab.slot(index))) {
@@ -263,13 +302,18 @@ impl Registry {
             if slot.id.load(Relaxed) != id {
                 continue;
             }
+            let current = match running.binary_search_by_key(&id, |&(id, _)| id) {
+                Ok(i) => Some(running[i].1),
+                Err(_) => None,
+            };
             f(TaskRecord {
                 id,
                 site: (spawned >> SITE_SHIFT) as u32,
                 spawned_ms: spawned & TIME_MASK,
-                running: last & RUNNING != 0,
-                last_ms: last & !RUNNING,
-                polls,
+                running: current.is_some() || last & RUNNING != 0,
+                last_ms: current.unwrap_or(last & !RUNNING),
+                // The poll running now is counted when it ends.
+                polls: polls + current.is_some() as u64,
                 busy_ms,
             });
         }
@@ -316,17 +360,17 @@ mod tests {
         let here = Location::caller();
         let slot = r.spawn(&mut cache, 0, 42, here, 100).unwrap();
         assert_eq!(r.lookup(42), Some(slot));
-        r.poll_start(slot, 150);
+        r.poll_start_in_slot(slot, 150);
         let t = r.tasks()[0];
         assert_eq!((t.id, t.running, t.last_ms, t.polls), (42, true, 150, 1));
-        r.poll_end(slot, 42, Some(150), 157);
+        r.poll_end(42, Some(150), 157, false);
         let t = r.tasks()[0];
         assert_eq!((t.running, t.last_ms, t.busy_ms, t.spawned_ms), (false, 157, 7, 100));
         let site = &r.sites()[t.site as usize];
         assert_eq!(site.location, Some(here));
         assert_eq!((site.spawned, site.completed), (1, 0));
 
-        r.terminate(&mut cache, 3, 42, 200);
+        r.terminate(&mut cache, 3, 42, 200, false);
         assert!(r.tasks().is_empty());
         assert_eq!(r.lookup(42), None);
         let done = r.completed();
@@ -336,18 +380,51 @@ mod tests {
     }
 
     #[test]
+    fn a_published_poll_is_running_and_counted_at_its_end() {
+        use super::super::polls::{self, Current};
+        use super::super::sites::SHARED;
+        // What the poll hooks do on a thread with a shard of its own: the
+        // start goes to the thread's `Current` only.
+        static CURRENT: Current = Current::new();
+        let shard = SHARED - 4;
+        polls::publish(shard, &CURRENT);
+        let r = registry();
+        let mut cache = Cache::default();
+        let here = Location::caller();
+        r.spawn(&mut cache, 0, 42, here, 100).unwrap();
+        CURRENT.start.store(150, Relaxed);
+        CURRENT.id.store(42, Release);
+        let t = r.tasks()[0];
+        assert_eq!((t.running, t.last_ms, t.polls), (true, 150, 1), "the running poll counts");
+        r.poll_end(42, Some(150), 152, true);
+        CURRENT.id.store(0, Release);
+        let t = r.tasks()[0];
+        assert_eq!((t.running, t.last_ms, t.polls, t.busy_ms), (false, 152, 1, 2));
+        // The last poll: tokio terminates the task inside it, before its end.
+        CURRENT.start.store(160, Relaxed);
+        CURRENT.id.store(42, Release);
+        r.terminate(&mut cache, 0, 42, 161, true);
+        r.poll_end(42, Some(160), 161, true);
+        CURRENT.id.store(0, Release);
+        polls::unpublish(shard);
+        assert!(r.tasks().is_empty());
+        let done = r.completed();
+        assert_eq!((done[0].id, done[0].polls, done[0].ended_ms), (42, 2, 161));
+    }
+
+    #[test]
     fn the_end_of_a_poll_that_completed_the_task_leaves_its_slot_alone() {
         let r = registry();
         let mut cache = Cache::default();
         let here = Location::caller();
         let slot = r.spawn(&mut cache, 0, 1, here, 0).unwrap();
-        r.poll_start(slot, 5);
+        r.poll_start_in_slot(slot, 5);
         // tokio terminates a task inside its last poll, before the end hook.
-        r.terminate(&mut cache, 0, 1, 6);
+        r.terminate(&mut cache, 0, 1, 6, false);
         // Task 65 maps to the same window slot as task 1.
         let reused = r.spawn(&mut cache, 0, 65, here, 7).unwrap();
         assert_eq!(reused, slot, "the freed slot is reused at once");
-        r.poll_end(slot, 1, Some(5), 900);
+        r.poll_end(1, Some(5), 900, false);
         let t = r.tasks()[0];
         assert_eq!((t.id, t.last_ms, t.busy_ms), (65, 7, 0), "task 1's poll end wrote into task 65");
     }
@@ -362,7 +439,7 @@ mod tests {
         assert_eq!(tracked, 128);
         assert_eq!(r.dropped_tasks.load(Relaxed), 72);
         // Terminating an untracked task is harmless.
-        r.terminate(&mut cache, 0, 199, 1);
+        r.terminate(&mut cache, 0, 199, 1, false);
         assert_eq!(r.tasks().len(), 128);
     }
 
@@ -379,10 +456,10 @@ mod tests {
         assert_eq!(b & WINDOW_BIT, 0);
         assert_eq!(c & WINDOW_BIT, 0);
         assert_eq!((r.lookup(3), r.lookup(67), r.lookup(131)), (Some(a), Some(b), Some(c)));
-        r.poll_start(b, 10);
-        r.poll_end(b, 67, Some(10), 12);
+        r.poll_start_in_slot(b, 10);
+        r.poll_end(67, Some(10), 12, false);
         // The window's task ends; an overflow task keeps its slot.
-        r.terminate(&mut cache, 0, 3, 20);
+        r.terminate(&mut cache, 0, 3, 20, false);
         assert_eq!(r.lookup(3), None);
         assert_eq!(r.lookup(67), Some(b));
         let mut ids: Vec<_> = r.tasks().iter().map(|t| (t.id, t.polls, t.busy_ms)).collect();
@@ -390,9 +467,9 @@ mod tests {
         assert_eq!(ids, [(67, 1, 2), (131, 0, 0)]);
         // The next colliding task takes the freed window slot.
         assert_eq!(r.spawn(&mut cache, 0, 195, here, 30), Some(a));
-        r.terminate(&mut cache, 0, 67, 40);
-        r.terminate(&mut cache, 0, 131, 40);
-        r.terminate(&mut cache, 0, 195, 40);
+        r.terminate(&mut cache, 0, 67, 40, false);
+        r.terminate(&mut cache, 0, 131, 40, false);
+        r.terminate(&mut cache, 0, 195, 40, false);
         assert!(r.tasks().is_empty());
         // Each shard's ring holds its share of the capacity; here 2.
         let mut done: Vec<_> = r.completed().iter().map(|c| c.id).collect();
@@ -415,9 +492,9 @@ mod tests {
                         let id = 1 + t * 1024 + round * 4096;
                         let slot = r.spawn(&mut cache, t as usize, id, here, 0).expect("room for four");
                         assert_eq!(r.lookup(id), Some(slot));
-                        r.poll_start(slot, 1);
-                        r.poll_end(slot, id, Some(1), 2);
-                        r.terminate(&mut cache, t as usize, id, 3);
+                        r.poll_start_in_slot(slot, 1);
+                        r.poll_end(id, Some(1), 2, false);
+                        r.terminate(&mut cache, t as usize, id, 3, false);
                         assert_eq!(r.lookup(id), None);
                     }
                     r.flush(&mut cache);
