@@ -265,7 +265,7 @@ fn task_names_show_in_the_dumps_and_the_json() {
         let group = text.split("\n\n").find(|g| g.contains(&format!(" @ spawned at {site}:"))).expect(&text);
         assert!(
             group.contains("#\tnamed \"router-test-worker-0\" (2), \"router-test-worker-1\" (1)"),
-            "{group}"
+            "{group}\n\nthe whole dump:\n{text}"
         );
         let text = get(&router, "/debug/pprof/tasks?debug=2", None).await.text();
         let blocks: Vec<&str> =

@@ -189,9 +189,8 @@ mod installed {
         with_cache(r, |cache, shard| r.terminate(cache, shard, id, now, polling));
     }
 
-    // The fast paths of the poll hooks call nothing, and their slow paths
-    // get only what the hooks got: then the fast paths need no registers
-    // saved (each save and restore was a tenth of a hook's instructions).
+    // The fast paths of the poll hooks call nothing; their slow paths are
+    // tail calls that get only what the hooks got.
 
     #[inline]
     pub(super) fn on_poll_start(r: &'static Registry, meta: &TaskMeta<'_>) {
