@@ -55,25 +55,18 @@ const _: () = assert!(SHARED == SHARDS - 1);
 /// that it can be read from anywhere, the allocator and signal handlers
 /// included.
 struct Polling {
-    /// The thread's outermost poll, published to the agent once the thread
-    /// knows its shard; [`OFF`] until then, and for good on a thread
-    /// without a shard of its own.
+    /// The thread's outermost poll, published to the agent at the thread's
+    /// first poll if it owns a shard; [`OFF`] until then, and for good on a
+    /// thread without a shard of its own.
     current: Current,
-    /// [`Local::shard`], copied at the thread's first poll; [`UNKNOWN`]
-    /// before.
-    shard: Cell<u8>,
     /// A poll that is not published (the thread has no shard of its own,
     /// or the poll is nested in another): task id and start.
     inner: Cell<(u64, u64)>,
 }
 
-/// [`Polling::shard`] before the thread's first poll.
-const UNKNOWN: u8 = u8::MAX;
-const _: () = assert!(SHARDS < UNKNOWN as usize);
-
 thread_local! {
     static POLLING: Polling =
-        const { Polling { current: Current::off(), shard: Cell::new(UNKNOWN), inner: Cell::new((0, 0)) } };
+        const { Polling { current: Current::off(), inner: Cell::new((0, 0)) } };
 }
 
 /// The id and spawn-site index of the task being polled on this thread.
@@ -107,10 +100,7 @@ impl Drop for Local {
             // Polls from here on (other thread-locals' destructors may poll)
             // go to the slots; then no reader may look at this thread's
             // poll any more, and the shard can go to another thread.
-            let _ = POLLING.try_with(|p| {
-                p.shard.set(SHARED as u8);
-                p.current.id.store(OFF, Release);
-            });
+            let _ = POLLING.try_with(|p| p.current.id.store(OFF, Release));
             polls::unpublish(self.shard);
             OWNED[self.shard].store(false, Release);
         }
@@ -189,9 +179,6 @@ mod installed {
         with_cache(r, |cache, shard| r.terminate(cache, shard, id, now, polling));
     }
 
-    // The fast paths of the poll hooks call nothing; their slow paths are
-    // tail calls that get only what the hooks got.
-
     #[inline]
     pub(super) fn on_poll_start(r: &'static Registry, meta: &TaskMeta<'_>) {
         let id = id_of(meta.id());
@@ -201,75 +188,58 @@ mod installed {
                 p.current.start.store(now, Relaxed);
                 p.current.id.store(id, Release);
             } else {
-                start_elsewhere(r, meta);
+                start_elsewhere(r, p, id, now);
             }
         });
     }
 
-    /// The start of a poll that the thread-local does not publish: the
-    /// thread's first poll, a thread without a shard, a nested poll.
+    /// The start of a poll that the thread-local does not publish yet or
+    /// at all: the thread's first poll, a thread without a shard, a nested
+    /// poll.
     #[cold]
-    fn start_elsewhere(r: &'static Registry, meta: &TaskMeta<'_>) {
-        let id = id_of(meta.id());
-        let now = coarse_ms();
-        let _ = POLLING.try_with(|p| {
-            if p.shard.get() == UNKNOWN && p.current.id.load(Relaxed) == OFF {
-                let shard = LOCAL.try_with(|l| l.shard).unwrap_or(SHARED);
-                p.shard.set(shard as u8);
-                if shard < SHARED {
-                    polls::publish(shard, &p.current);
-                    p.current.start.store(now, Relaxed);
-                    p.current.id.store(id, Release);
-                    return;
-                }
+    fn start_elsewhere(r: &'static Registry, p: &Polling, id: u64, now: u64) {
+        if p.current.id.load(Relaxed) == OFF {
+            // Fails once the thread-local is gone (the thread is exiting):
+            // no shard then.
+            let shard = LOCAL.try_with(|l| l.shard).unwrap_or(SHARED);
+            if shard < SHARED {
+                polls::publish(shard, &p.current);
+                p.current.start.store(now, Relaxed);
+                p.current.id.store(id, Release);
+                return;
             }
-            p.inner.set((id, now));
-            if let Some(slot) = r.lookup(id) {
-                r.poll_start_in_slot(slot, now);
-            }
-        });
+        }
+        p.inner.set((id, now));
+        if let Some(slot) = r.lookup(id) {
+            r.poll_start_in_slot(slot, now);
+        }
     }
 
     #[inline]
     pub(super) fn on_poll_end(r: &'static Registry, meta: &TaskMeta<'_>) {
         let id = id_of(meta.id());
+        let now = coarse_ms();
         let _ = POLLING.try_with(|p| {
-            if p.current.id.load(Relaxed) != id {
-                return end_elsewhere(r, meta);
+            if p.current.id.load(Relaxed) == id {
+                r.poll_end(id, Some(p.current.start.load(Relaxed)), now, true);
+                // After the slot's idle-since time: a reader never sees the
+                // task neither running nor idle since this poll.
+                p.current.id.store(0, Release);
+            } else {
+                end_elsewhere(r, p, id, now);
             }
-            let Some(slot) = r.in_window(id) else {
-                return end_published(r, meta);
-            };
-            Registry::end_in(slot, Some(p.current.start.load(Relaxed)), coarse_ms(), true);
-            // After the slot's idle-since time: a reader never sees the task
-            // neither running nor idle since this poll.
-            p.current.id.store(0, Release);
-        });
-    }
-
-    /// The end of a published poll of a task outside the window, or of
-    /// one that completed in this poll.
-    #[cold]
-    fn end_published(r: &'static Registry, meta: &TaskMeta<'_>) {
-        let id = id_of(meta.id());
-        let _ = POLLING.try_with(|p| {
-            r.poll_end(id, Some(p.current.start.load(Relaxed)), coarse_ms(), true);
-            p.current.id.store(0, Release);
         });
     }
 
     /// The end of a poll that [`start_elsewhere`] started.
     #[cold]
-    fn end_elsewhere(r: &'static Registry, meta: &TaskMeta<'_>) {
-        let id = id_of(meta.id());
-        let _ = POLLING.try_with(|p| {
-            let (inner, start) = p.inner.get();
-            // Nested deeper than one level, the outer polls' starts are
-            // lost: their ends are recorded, without busy time.
-            let started = (inner == id).then_some(start);
-            p.inner.set((0, 0));
-            r.poll_end(id, started, coarse_ms(), false);
-        });
+    fn end_elsewhere(r: &'static Registry, p: &Polling, id: u64, now: u64) {
+        let (inner, start) = p.inner.get();
+        // Nested deeper than one level, the outer polls' starts are lost:
+        // their ends are recorded, without busy time.
+        let started = (inner == id).then_some(start);
+        p.inner.set((0, 0));
+        r.poll_end(id, started, now, false);
     }
 }
 
@@ -362,11 +332,16 @@ mod tests {
         }
     }
 
+    /// An instrumented multi-thread runtime.
+    fn runtime(workers: usize) -> tokio::runtime::Runtime {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(workers).enable_all();
+        instrument(&mut builder).build().unwrap()
+    }
+
     #[test]
     fn polls_are_counted_and_a_running_poll_is_seen_from_another_thread() {
-        let mut builder = tokio::runtime::Builder::new_multi_thread();
-        builder.worker_threads(2).enable_all();
-        let rt = instrument(&mut builder).build().unwrap();
+        let rt = runtime(2);
         let (entered, wait) = std::sync::mpsc::channel();
         let (release, released) = std::sync::mpsc::channel::<()>();
         let task = rt.spawn(async move {
@@ -389,9 +364,7 @@ mod tests {
 
     #[test]
     fn a_poll_nested_in_another_leaves_the_outer_one_running() {
-        let mut builder = tokio::runtime::Builder::new_multi_thread();
-        builder.worker_threads(1).enable_all();
-        let rt = instrument(&mut builder).build().unwrap();
+        let rt = runtime(1);
         let (inside, wait) = std::sync::mpsc::channel();
         let (release, released) = std::sync::mpsc::channel::<()>();
         let outer = rt.spawn(async move {

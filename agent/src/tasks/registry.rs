@@ -196,25 +196,17 @@ impl Registry {
     ///
     /// A task that completes in this poll has already been terminated (tokio
     /// runs the terminate hook inside the poll), so it is not found.
+    #[inline]
     pub(crate) fn poll_end(&self, id: u64, started: Option<u64>, now: u64, count: bool) {
-        if let Some(slot) = self.in_window(id) {
-            Self::end_in(slot, started, now, count);
-        } else if let Some(index) = self.lookup_overflow(id) {
-            Self::end_in(self.slab.slot(index), started, now, count);
-        }
-    }
-
-    /// The window slot of task `id`, if the task lives there.
-    #[inline(always)]
-    pub(crate) fn in_window(&self, id: u64) -> Option<&Slot> {
-        let slot = self.window_of(id);
-        (slot.id.load(Relaxed) == id).then_some(slot)
-    }
-
-    /// Records the end of a poll of the task in `slot`; see
-    /// [`Self::poll_end`].
-    #[inline(always)]
-    pub(crate) fn end_in(slot: &Slot, started: Option<u64>, now: u64, count: bool) {
+        let window = self.window_of(id);
+        let slot = if window.id.load(Relaxed) == id {
+            window
+        } else {
+            match self.lookup_overflow(id) {
+                Some(index) => self.slab.slot(index),
+                None => return,
+            }
+        };
         // Only the polling thread writes these fields while the task lives,
         // so a load and a store suffice; readers see either value.
         if count {
