@@ -32,7 +32,18 @@ use std::sync::OnceLock;
 
 use crate::config::DeepMode;
 
-static TABLE: OnceLock<DeepTable> = OnceLock::new();
+/// Alone in its cache lines: the subscriber reads it on every event.
+#[repr(align(128))]
+struct Alone(OnceLock<DeepTable>);
+
+static TABLE: Alone = Alone(OnceLock::new());
+
+/// The deep table once made, whether or not a reader feeds it yet.
+#[cfg(feature = "deep")]
+#[inline(always)]
+fn made() -> Option<&'static DeepTable> {
+    TABLE.0.get()
+}
 /// taskscope's global subscriber feeds the table. (A layer in the app's
 /// subscriber feeds it once a spawn span has reached it.)
 static ACTIVE: AtomicBool = AtomicBool::new(false);
@@ -46,7 +57,7 @@ static LAYER_BUILT: AtomicBool = AtomicBool::new(false);
 /// The deep table, if a reader feeds it.
 pub(crate) fn table() -> Option<&'static DeepTable> {
     if fed() {
-        TABLE.get()
+        TABLE.0.get()
     } else {
         None
     }
@@ -68,7 +79,7 @@ fn spawn_seen() -> bool {
 
 #[cfg(feature = "deep")]
 fn table_or_init(capacity: u32) -> &'static DeepTable {
-    TABLE.get_or_init(|| DeepTable::new(capacity))
+    TABLE.0.get_or_init(|| DeepTable::new(capacity))
 }
 
 /// True when taskscope's own subscriber is the global default, so that the
@@ -81,7 +92,7 @@ pub(crate) fn owns_global() -> bool {
 /// Spawns not tracked in deep mode (the deep table was full) and parked-at
 /// stacks not kept (the stack table was full).
 pub(crate) fn dropped() -> (u64, u64) {
-    TABLE.get().map_or((0, 0), |t| (t.dropped.load(Relaxed), t.stacks.dropped.load(Relaxed)))
+    TABLE.0.get().map_or((0, 0), |t| (t.dropped.load(Relaxed), t.stacks.dropped.load(Relaxed)))
 }
 
 /// Why deep mode is off although it is compiled in, and what to do; `None`
@@ -262,7 +273,7 @@ fn install_global() {
     if !ARMED.swap(false, AcqRel) || LAYER_BUILT.load(Acquire) {
         return;
     }
-    let Some(table) = TABLE.get() else { return };
+    let Some(table) = TABLE.0.get() else { return };
     let (dispatch, _console) = global_dispatch(table);
     // The app may have installed its own subscriber: then this fails, and
     // `problem` says what to do. Only the winner starts the console server.
@@ -277,8 +288,8 @@ fn install_global() {
 }
 
 #[cfg(all(feature = "deep", not(feature = "console")))]
-fn global_dispatch(table: &'static DeepTable) -> (tracing_core::Dispatch, Option<()>) {
-    (tracing_core::Dispatch::new(subscriber::DeepSubscriber::new(table)), None)
+fn global_dispatch(_table: &'static DeepTable) -> (tracing_core::Dispatch, Option<()>) {
+    (tracing_core::Dispatch::new(subscriber::DeepSubscriber::new()), None)
 }
 
 /// With the `console` feature: a `Registry` with console-subscriber's layer
@@ -294,7 +305,7 @@ fn global_dispatch(table: &'static DeepTable) -> (tracing_core::Dispatch, Option
             ),
             Some(pending),
         ),
-        None => (tracing_core::Dispatch::new(subscriber::DeepSubscriber::new(table)), None),
+        None => (tracing_core::Dispatch::new(subscriber::DeepSubscriber::new()), None),
     }
 }
 

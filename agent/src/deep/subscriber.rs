@@ -11,9 +11,11 @@ use super::events::{self, is_spawn, is_waker, with_cache, Fields, SpawnFields};
 use super::resource_events;
 use super::table::DeepTable;
 
-pub(crate) struct DeepSubscriber {
-    table: &'static DeepTable,
-}
+///
+/// It holds nothing: the table is found in its static. tokio calls the
+/// subscriber on every poll and waker event, and a field of the subscriber,
+/// which lives on the heap, is one more load that can miss the cache.
+pub(crate) struct DeepSubscriber;
 
 impl std::fmt::Debug for DeepSubscriber {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -22,9 +24,16 @@ impl std::fmt::Debug for DeepSubscriber {
 }
 
 impl DeepSubscriber {
-    pub(crate) fn new(table: &'static DeepTable) -> Self {
-        DeepSubscriber { table }
+    /// The subscriber of the deep table, which must have been made.
+    pub(crate) fn new() -> Self {
+        DeepSubscriber
     }
+}
+
+/// The deep table; the subscriber is made only after it.
+#[inline(always)]
+fn table() -> Option<&'static DeepTable> {
+    super::made()
 }
 
 impl Subscriber for DeepSubscriber {
@@ -48,12 +57,13 @@ impl Subscriber for DeepSubscriber {
         if !is_spawn(attrs.metadata()) {
             return resource_events::new_span(attrs);
         }
+        let Some(table) = table() else { return Id::from_u64(u64::MAX) };
         let mut fields = SpawnFields::default();
         attrs.record(&mut fields);
         events::note_spawn();
-        match with_cache(self.table, |cache| self.table.open(cache, fields.task_id)) {
+        match with_cache(table, |cache| table.open(cache, fields.task_id)) {
             Some(id) => {
-                events::name(|| self.table.get(id), &fields);
+                events::name(|| table.get(id), &fields);
                 Id::from_u64(id)
             }
             // Untracked: an id that never resolves to a slot.
@@ -72,8 +82,9 @@ impl Subscriber for DeepSubscriber {
         let mut fields = Fields::default();
         event.record(&mut fields);
         let span = fields.task_id;
-        if let Some(slot) = self.table.get(span) {
-            events::waker(self.table, slot, span, fields.op);
+        let Some(table) = table() else { return };
+        if let Some(slot) = table.get(span) {
+            events::waker(table, slot, span, fields.op);
         }
     }
 
@@ -82,7 +93,7 @@ impl Subscriber for DeepSubscriber {
         if resource_events::is_id(id) {
             return resource_events::enter(id);
         }
-        events::enter(self.table.get(id), id);
+        events::enter(table().and_then(|t| t.get(id)), id);
     }
 
     fn exit(&self, span: &Id) {
@@ -98,7 +109,7 @@ impl Subscriber for DeepSubscriber {
             resource_events::clone_span(span.into_u64());
             return span.clone();
         }
-        if let Some(slot) = self.table.get(span.into_u64()) {
+        if let Some(slot) = table().and_then(|t| t.get(span.into_u64())) {
             slot.refs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         span.clone()
@@ -108,6 +119,7 @@ impl Subscriber for DeepSubscriber {
         if resource_events::is_id(span.into_u64()) {
             return resource_events::try_close(span.into_u64());
         }
-        with_cache(self.table, |cache| self.table.release(cache, span.into_u64()))
+        let Some(table) = table() else { return false };
+        with_cache(table, |cache| table.release(cache, span.into_u64()))
     }
 }
