@@ -12,8 +12,10 @@ use super::keys::Keys;
 use crate::stacks::StackTable;
 use crate::tasks::{Cache, Entry, Slab};
 
-/// One task seen through tokio's instrumentation. 64 bytes.
+/// One task seen through tokio's instrumentation: 64 bytes, one cache line
+/// (the alignment keeps a slot from straddling two).
 #[derive(Debug, Default)]
+#[repr(align(64))]
 pub(crate) struct DeepSlot {
     /// tokio's task id; 0 while free.
     pub(crate) task_id: AtomicU64,
