@@ -211,13 +211,18 @@ impl Stack {
                 frames[first.saturating_sub(1)..=last].iter().collect()
             }
             // No frame of the app (a bare `tokio::spawn(sleep(..))`): the
-            // library frames from the waker registration to the runtime.
+            // future the task was spawned with, the last library frame
+            // before tokio's task harness polls it (or before the walk
+            // stopped). The frames between it and the waker registration
+            // (a timer entry, an `AtomicWaker`, `catch_unwind`) say nothing
+            // the wait reason does not.
             None => frames
                 .iter()
                 .skip_while(|f| is_instrumentation(f))
-                .take_while(|f| !is_runtime(f))
+                .take_while(|f| !is_harness(f))
                 .filter(|f| !is_instrumentation(f))
-                .take(12)
+                .last()
+                .into_iter()
                 .collect(),
         };
         let folded = frames.len() - shown.len();
@@ -237,6 +242,17 @@ fn is_instrumentation(frame: &Frame) -> bool {
         || file.contains("/src/runtime/task/waker.rs")
         || f.starts_with("core::task::wake::")
         || file.ends_with("/core/src/task/wake.rs")
+}
+
+/// A frame of tokio's task harness, which polls the task's future (not its
+/// waker vtable, which is instrumentation).
+fn is_harness(frame: &Frame) -> bool {
+    let file = frame.file.as_deref().unwrap_or("");
+    let in_task = frame.function.starts_with("tokio::runtime::task::")
+        || (file.contains("/tokio-") && file.contains("/src/runtime/task/"));
+    in_task
+        && !frame.function.starts_with("tokio::runtime::task::waker::")
+        && !file.ends_with("/src/runtime/task/waker.rs")
 }
 
 /// A frame of tokio's scheduler or task harness.
@@ -668,5 +684,80 @@ mod tests {
         assert_eq!(shown.len(), 1, "{shown:?}");
         assert_eq!(shown[0].function, "<tokio::time::sleep::Sleep as Future>::poll");
         assert_eq!(folded, 4);
+    }
+
+    #[test]
+    fn without_app_frames_the_future_the_task_was_spawned_with_is_shown() {
+        // The stack of a release build's `tokio::spawn(sleep(one_hour))`,
+        // leaf first, inlined frames resolved.
+        let at = |function: &str, file: &str| Frame {
+            function: function.into(),
+            file: Some(file.into()),
+            line: Some(1),
+            user: false,
+        };
+        let tokio = "/r/tokio-1.54.1/src";
+        let std = "/rustc/x/library";
+        let stack = Stack {
+            id: 9,
+            reason: "sleep",
+            frames: vec![
+                at("taskscope::deep::subscriber::DeepSubscriber::event", "/x/agent/src/deep/subscriber.rs"),
+                at("tracing_core::event::Event::dispatch", "/r/tracing-core-0.1.36/src/event.rs"),
+                at("tokio::runtime::task::waker::clone_waker", &format!("{tokio}/runtime/task/waker.rs")),
+                at("<core::task::wake::Waker as Clone>::clone", &format!("{std}/core/src/task/wake.rs")),
+                at(
+                    "<&core::task::wake::Waker as tokio::sync::task::atomic_waker::WakerRef>::into_waker",
+                    &format!("{tokio}/sync/task/atomic_waker.rs"),
+                ),
+                at("std::panicking::catch_unwind", &format!("{std}/std/src/panicking.rs")),
+                at(
+                    "tokio::sync::task::atomic_waker::AtomicWaker::register_by_ref",
+                    &format!("{tokio}/sync/task/atomic_waker.rs"),
+                ),
+                at(
+                    "tokio::runtime::time::entry::TimerEntry::poll_elapsed",
+                    &format!("{tokio}/runtime/time/entry.rs"),
+                ),
+                at("tokio::time::sleep::Sleep::poll_elapsed", &format!("{tokio}/time/sleep.rs")),
+                at(
+                    "<tokio::time::sleep::Sleep as core::future::future::Future>::poll",
+                    &format!("{tokio}/time/sleep.rs"),
+                ),
+                at(
+                    "<tracing::instrument::Instrumented<T> as Future>::poll",
+                    "/r/tracing-0.1.41/src/instrument.rs",
+                ),
+                at(
+                    "tokio::runtime::task::core::Core<T,S>::poll::{{closure}}",
+                    &format!("{tokio}/runtime/task/core.rs"),
+                ),
+                at(
+                    "tokio::loom::std::unsafe_cell::UnsafeCell<T>::with_mut",
+                    &format!("{tokio}/loom/std/unsafe_cell.rs"),
+                ),
+                at("tokio::runtime::task::core::Core<T,S>::poll", &format!("{tokio}/runtime/task/core.rs")),
+                at(
+                    "tokio::runtime::task::harness::Harness<T,S>::poll",
+                    &format!("{tokio}/runtime/task/harness.rs"),
+                ),
+                at(
+                    "tokio::runtime::scheduler::multi_thread::worker::Context::run_task",
+                    &format!("{tokio}/runtime/scheduler/multi_thread/worker.rs"),
+                ),
+            ],
+        };
+        let (shown, folded) = stack.trimmed();
+        let names: Vec<&str> = shown.iter().map(|f| f.function.as_str()).collect();
+        assert_eq!(names, ["<tokio::time::sleep::Sleep as core::future::future::Future>::poll"]);
+        assert_eq!(folded, 15);
+
+        // Cut short before the harness (the walk's depth limit): the
+        // outermost library frame there is.
+        let cut = Stack { frames: stack.frames[..9].to_vec(), ..stack };
+        let (shown, folded) = cut.trimmed();
+        let names: Vec<&str> = shown.iter().map(|f| f.function.as_str()).collect();
+        assert_eq!(names, ["tokio::time::sleep::Sleep::poll_elapsed"]);
+        assert_eq!(folded, 8);
     }
 }

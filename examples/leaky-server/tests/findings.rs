@@ -116,6 +116,18 @@ fn the_dump_shows_the_wait_reason_and_where_the_task_parked() {
     // The parked-at stack names the await inside the task's async block.
     let awaits = format!("examples/leaky-server/src/main.rs:{}", stuck_line + 1);
     assert!(block.contains(&awaits), "no {awaits} in:\n{block}");
+
+    // A task spawned with a bare library future (an hour's sleep) has no
+    // frame of the app: its stack is that future's poll, then the fold.
+    let source = include_str!("../src/main.rs");
+    let line = source.lines().position(|l| l.contains("tokio::spawn(tokio::time::sleep(")).unwrap() + 1;
+    let sleeper = format!("spawned at examples/leaky-server/src/main.rs:{line}:");
+    let block = dump.split("\n\n").find(|b| b.contains(&sleeper)).expect("the hour-long sleeper");
+    let lines: Vec<&str> = block.lines().collect();
+    assert!(lines[0].starts_with("task ") && lines[0].contains(" [sleep, "), "{block}");
+    assert_eq!(lines[1], "<tokio::time::sleep::Sleep as core::future::future::Future>::poll", "{block}");
+    assert!(lines[2].starts_with('\t') && lines[2].contains("/src/time/sleep.rs:"), "{block}");
+    assert!(lines[3].starts_with("\t... ") && lines[3].ends_with(" folded"), "{block}");
 }
 
 /// `src/main.rs:LINE:` of the first line in `fn name` that contains
