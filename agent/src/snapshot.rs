@@ -661,41 +661,15 @@ mod tests {
         assert_eq!(folded, 3);
     }
 
-    #[test]
-    fn without_app_frames_the_instrumentation_and_runtime_are_folded() {
-        let at = |function: &str, file: &str| Frame {
-            function: function.into(),
-            file: Some(file.into()),
-            line: Some(1),
-            user: false,
-        };
-        let stack = Stack {
-            id: 9,
-            reason: "sleep",
-            frames: vec![
-                at("taskscope::deep::subscriber::DeepSubscriber::event", "/x/agent/src/deep/subscriber.rs"),
-                at("tracing_core::event::Event::dispatch", "/r/tracing-core-0.1.36/src/event.rs"),
-                at("tokio::runtime::task::waker::clone_waker", "/r/tokio-1.54.1/src/runtime/task/waker.rs"),
-                at("<tokio::time::sleep::Sleep as Future>::poll", "/r/tokio-1.54.1/src/time/sleep.rs"),
-                at("tokio::runtime::task::core::Core<T,S>::poll", "/r/tokio-1.54.1/src/runtime/task/core.rs"),
-            ],
-        };
-        let (shown, folded) = stack.trimmed();
-        assert_eq!(shown.len(), 1, "{shown:?}");
-        assert_eq!(shown[0].function, "<tokio::time::sleep::Sleep as Future>::poll");
-        assert_eq!(folded, 4);
+    /// A frame of a library (not the app's), at line 1 of `file`.
+    fn at(function: &str, file: &str) -> Frame {
+        Frame { function: function.into(), file: Some(file.into()), line: Some(1), user: false }
     }
 
     #[test]
-    fn without_app_frames_the_future_the_task_was_spawned_with_is_shown() {
+    fn without_app_frames_only_the_future_the_task_was_spawned_with_is_shown() {
         // The stack of a release build's `tokio::spawn(sleep(one_hour))`,
         // leaf first, inlined frames resolved.
-        let at = |function: &str, file: &str| Frame {
-            function: function.into(),
-            file: Some(file.into()),
-            line: Some(1),
-            user: false,
-        };
         let tokio = "/r/tokio-1.54.1/src";
         let std = "/rustc/x/library";
         let stack = Stack {
