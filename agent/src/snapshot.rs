@@ -311,14 +311,8 @@ pub(crate) fn by_id(tasks: &[Task]) -> Vec<(u64, u32)> {
 pub(crate) fn take(registry: Option<&Registry>, runtime: Option<&tokio::runtime::Handle>) -> Snapshot {
     let started = std::time::Instant::now();
     let now = clock::precise_ms();
-    let (site_counts, completed) = match registry {
-        Some(r) => (r.sites(), r.completed()),
-        None => (Vec::new(), Vec::new()),
-    };
-    let locations: Vec<String> =
-        (0..site_counts.len() as u32).map(|s| location_of(&site_counts, s)).collect();
-
-    let mut running = vec![0u64; site_counts.len()];
+    // Running tasks per site; grown as tasks name sites.
+    let mut running: Vec<u64> = Vec::new();
     // Straight from the registry's slots into the tasks: with a million of
     // them, every intermediate copy costs tens of ms in page faults alone.
     let mut tasks: Vec<Task> = Vec::with_capacity(registry.map_or(0, Registry::tasks_bound));
@@ -326,9 +320,11 @@ pub(crate) fn take(registry: Option<&Registry>, runtime: Option<&tokio::runtime:
         registry.for_each_task(|r: TaskRecord| {
             let since = now.saturating_sub(r.last_ms);
             if r.running {
-                if let Some(n) = running.get_mut(r.site as usize) {
-                    *n += 1;
+                let site = r.site as usize;
+                if site >= running.len() {
+                    running.resize(site + 1, 0);
                 }
+                running[site] += 1;
             }
             tasks.push(Task {
                 id: r.id,
@@ -352,6 +348,17 @@ pub(crate) fn take(registry: Option<&Registry>, runtime: Option<&tokio::runtime:
     }
     let stacks = crate::deep::fill(&mut tasks);
     let resources = crate::deep::resources_of(&mut tasks);
+
+    // The sites after the tasks: the registry only ever adds sites, so every
+    // site a task names is in the list. (Read before, a task spawned at a
+    // new site meanwhile named a site past its end.)
+    let (site_counts, completed) = match registry {
+        Some(r) => (r.sites(), r.completed()),
+        None => (Vec::new(), Vec::new()),
+    };
+    let locations: Vec<String> =
+        (0..site_counts.len() as u32).map(|s| location_of(&site_counts, s)).collect();
+    running.resize(running.len().max(site_counts.len()), 0);
 
     let sites = site_counts
         .iter()

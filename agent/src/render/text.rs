@@ -134,19 +134,20 @@ pub(crate) fn grouped(snapshot: &Snapshot) -> String {
     let _ = writeln!(out, "tasks profile: total {}", snapshot.tasks_total);
     notice(&mut out, snapshot);
     for g in groups(snapshot) {
-        let site = &snapshot.sites[g.site as usize];
-        let _ = writeln!(out, "{} @ spawned at {}", g.count(), site.location);
+        let _ = writeln!(out, "{} @ spawned at {}", g.count(), snapshot.location(g.site));
         let waits: Vec<String> = g.waits.iter().map(|(w, n)| format!("{n} {w}")).collect();
         let idle = if waits.is_empty() { format!("{} idle", g.idle) } else { waits.join(", ") };
-        let _ = writeln!(
-            out,
-            "#\t{idle}, {} running; longest idle {}; spawned {}, completed {}, peak live {}",
-            g.running,
-            human(g.max_idle_ms),
-            site.spawned,
-            site.completed,
-            site.peak_live
-        );
+        let _ = write!(out, "#\t{idle}, {} running; longest idle {}", g.running, human(g.max_idle_ms));
+        // A snapshot lists every site its tasks name; should one be missing,
+        // the group is shown without the site's counts.
+        if let Some(site) = snapshot.sites.get(g.site as usize) {
+            let _ = write!(
+                out,
+                "; spawned {}, completed {}, peak live {}",
+                site.spawned, site.completed, site.peak_live
+            );
+        }
+        out.push('\n');
         if !g.names.is_empty() {
             const SHOWN: usize = 10;
             let names: Vec<String> =
@@ -291,6 +292,16 @@ mod tests {
     #[test]
     fn debug_1_matches_its_golden_file() {
         golden("tasks_debug1.txt", &grouped(&fixture()));
+    }
+
+    #[test]
+    fn a_task_naming_a_site_the_snapshot_lacks_is_shown_not_a_panic() {
+        let mut s = fixture();
+        let missing = s.sites.len() as u32;
+        s.tasks[0].site = missing;
+        let out = grouped(&s);
+        assert!(out.contains("1 @ spawned at <unknown>\n#\t"), "{out}");
+        assert!(per_task(&s).contains("spawned at <unknown>"));
     }
 
     #[test]
