@@ -205,8 +205,8 @@ impl Stack {
         let frames = &self.frames;
         let shown: Vec<&Frame> = match frames.iter().position(|f| f.user) {
             Some(first) => {
-                // The app's frames end where tokio's task machinery begins.
-                let end = frames[first..].iter().position(is_runtime).map_or(frames.len(), |i| first + i);
+                // The app's frames end where tokio's task harness begins.
+                let end = frames[first..].iter().position(is_harness).map_or(frames.len(), |i| first + i);
                 let last = frames[..end].iter().rposition(|f| f.user).unwrap_or(first);
                 frames[first.saturating_sub(1)..=last].iter().collect()
             }
@@ -253,12 +253,6 @@ fn is_harness(frame: &Frame) -> bool {
     in_task
         && !frame.function.starts_with("tokio::runtime::task::waker::")
         && !file.ends_with("/src/runtime/task/waker.rs")
-}
-
-/// A frame of tokio's scheduler or task harness.
-fn is_runtime(frame: &Frame) -> bool {
-    frame.function.starts_with("tokio::runtime::")
-        || frame.file.as_deref().is_some_and(|f| f.contains("/tokio-") && f.contains("/src/runtime/"))
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -358,7 +352,7 @@ pub(crate) fn take(registry: Option<&Registry>, runtime: Option<&tokio::runtime:
     };
     let locations: Vec<String> =
         (0..site_counts.len() as u32).map(|s| location_of(&site_counts, s)).collect();
-    running.resize(running.len().max(site_counts.len()), 0);
+    running.resize(site_counts.len(), 0);
 
     let sites = site_counts
         .iter()
