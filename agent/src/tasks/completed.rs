@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicU64, Ordering::*};
 
 use super::sites::{SHARDS, SHARED};
-use super::slab::zeroed_slots;
+use super::slab::{zeroed_slots, SITE_SHIFT, TIME_MASK};
 
 #[derive(Debug, Default)]
 struct Entry {
@@ -27,6 +27,18 @@ pub(crate) struct Completed {
     pub(crate) ended_ms: u64,
     pub(crate) polls: u64,
     pub(crate) busy_ms: u64,
+}
+
+impl Completed {
+    /// The task's spawn-site index.
+    pub(crate) fn site(&self) -> usize {
+        (self.spawned >> SITE_SHIFT) as usize
+    }
+
+    /// When the task was spawned, in coarse ms.
+    pub(crate) fn spawned_ms(&self) -> u64 {
+        self.spawned & TIME_MASK
+    }
 }
 
 #[repr(align(64))]

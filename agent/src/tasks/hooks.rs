@@ -68,11 +68,15 @@ struct Polling {
     /// A poll that is not published (the thread has no shard of its own,
     /// or the poll is nested in another): task id and start.
     inner: Cell<(u64, u64)>,
+    /// A task whose published poll is ending with the task: tokio ran its
+    /// terminate hook inside the poll, and the poll's end has nothing left
+    /// to update.
+    ended: Cell<u64>,
 }
 
 thread_local! {
     static POLLING: Polling =
-        const { Polling { current: Current::off(), inner: Cell::new((0, 0)) } };
+        const { Polling { current: Current::off(), inner: Cell::new((0, 0)), ended: Cell::new(0) } };
 }
 
 /// The id and spawn-site index of the task being polled on this thread.
@@ -94,6 +98,16 @@ pub(crate) fn polling() -> Option<(u64, u32)> {
 /// Whether this thread is in a published poll of task `id`.
 fn in_published_poll(id: u64) -> bool {
     POLLING.try_with(|p| p.current.id.load(Relaxed) == id).unwrap_or(false)
+}
+
+/// Task `id`, whose published poll this thread is in, has terminated: the
+/// thread is polling no live task any more, and the poll's end need not
+/// look for the task's slot (it is gone).
+fn end_published_poll(id: u64) {
+    let _ = POLLING.try_with(|p| {
+        p.ended.set(id);
+        p.current.id.store(0, Release);
+    });
 }
 
 impl Drop for Local {
@@ -182,7 +196,11 @@ mod installed {
         let id = id_of(meta.id());
         let now = coarse_ms();
         let polling = in_published_poll(id);
-        with_cache(r, |cache, shard| r.terminate(cache, shard, id, now, polling));
+        let location = meta.spawned_at();
+        with_cache(r, |cache, shard| r.terminate(cache, shard, id, location, now, polling));
+        if polling {
+            end_published_poll(id);
+        }
     }
 
     #[inline]
@@ -240,6 +258,10 @@ mod installed {
     /// The end of a poll that [`start_elsewhere`] started.
     #[cold]
     fn end_elsewhere(r: &'static Registry, p: &Polling, id: u64, now: u64) {
+        if p.ended.get() == id {
+            p.ended.set(0);
+            return;
+        }
         let (inner, start) = p.inner.get();
         // Nested deeper than one level, the outer polls' starts are lost:
         // their ends are recorded, without busy time.
