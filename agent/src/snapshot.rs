@@ -119,13 +119,8 @@ pub(crate) struct Features {
 /// Every table of the agent has a cap; what did not fit is counted here.
 #[derive(Debug, Clone, Default, Serialize)]
 pub(crate) struct Dropped {
-    /// Spawns not tracked because the task table was full. Their sites
-    /// still count them.
+    /// Spawns not tracked because the task table was full.
     pub(crate) tasks: u64,
-    /// Tasks that ended without a record: those of `tasks` that ended, and
-    /// the rare task whose record a spawn racing for the same slot
-    /// overwrote (counted at its site all the same).
-    pub(crate) untracked_task_ends: u64,
     /// Spawns counted under `<other>` because the site table was full.
     pub(crate) sites_overflowed: u64,
     /// Deep mode: spawns without a wait reason because its task table was full.
@@ -448,7 +443,6 @@ fn dropped(
     };
     Dropped {
         tasks: registry.map_or(0, |r| r.dropped_tasks.load(Relaxed)),
-        untracked_task_ends: registry.map_or(0, |r| r.untracked_ends.load(Relaxed)),
         sites_overflowed: registry.map_or(0, |r| r.sites.overflowed.load(Relaxed)),
         deep_tasks,
         deep_stacks,

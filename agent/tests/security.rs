@@ -430,7 +430,6 @@ fn drop_and_refusal_counters_are_in_the_snapshot() {
         let agent = &json["agent"];
         for counter in [
             "tasks",
-            "untracked_task_ends",
             "sites_overflowed",
             "deep_tasks",
             "deep_stacks",

@@ -196,8 +196,7 @@ mod installed {
         let id = id_of(meta.id());
         let now = coarse_ms();
         let polling = in_published_poll(id);
-        let location = meta.spawned_at();
-        with_cache(r, |cache, shard| r.terminate(cache, shard, id, location, now, polling));
+        with_cache(r, |cache, shard| r.terminate(cache, shard, id, now, polling));
         if polling {
             end_published_poll(id);
         }

@@ -6,18 +6,6 @@
 //! direct-mapped window is tried first, and only a task whose window slot is
 //! taken by an older one (ids `WINDOW` apart, both alive) goes to the
 //! overflow: a slab with per-thread free lists and an id → slot index.
-//!
-//! A spawn takes a free window slot with plain stores, not a locked
-//! compare-and-swap: the locked instruction was most of the spawn hook's
-//! cost. Two spawns race for one window slot only if their ids are `WINDOW`
-//! apart and both look at the slot within the same few instructions, which
-//! takes a spawn delayed, between tokio numbering it and its hook, for the
-//! whole time that 65,536 other spawns take. The loser's record is then
-//! overwritten, or mixed with the winner's. Nothing else is wrong: every
-//! record carries a tag of its task's id, a record whose tag does not match
-//! is neither listed nor trusted, and the spawn sites' counts never depend on
-//! a record. A task that ends without one is counted at its site from the
-//! location tokio hands the hook, and in [`Registry::untracked_ends`].
 
 use std::panic::Location;
 use std::sync::atomic::{AtomicU64, Ordering::*};
@@ -25,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering::*};
 use super::completed::{Completed, Ring};
 use super::index::Index;
 use super::sites::{bump, SiteCounts, Sites};
-use super::slab::{zeroed_slots, Cache, Slab, Slot, RUNNING, SITE_SHIFT, TAG_SHIFT, TIME_MASK};
+use super::slab::{zeroed_slots, Cache, Slab, Slot, RUNNING, SITE_SHIFT, TIME_MASK};
 
 /// The largest direct-mapped window: 65,536 slots, 4 MiB of address space
 /// whose pages are touched as tasks use them.
@@ -33,18 +21,8 @@ const MAX_WINDOW: u32 = 1 << 16;
 /// A slot reference names a window slot when this bit is set, else a slab
 /// slot.
 pub(crate) const WINDOW_BIT: u32 = 1 << 31;
-
-/// The tag of task `id` in its record's `spawned` word.
-#[inline(always)]
-fn tag(id: u64) -> u64 {
-    (id & 0xff) << TAG_SHIFT
-}
-
-/// Whether `spawned` was written by the spawn of task `id`.
-#[inline(always)]
-fn tagged(spawned: u64, id: u64) -> bool {
-    spawned & (0xff << TAG_SHIFT) == tag(id)
-}
+/// The id of a window slot being filled by a spawn; readers skip it.
+const CLAIMED: u64 = u64::MAX;
 
 /// How much the registry may hold. Fixed when the first runtime is
 /// instrumented; every table is allocated zeroed up front so that untouched
@@ -86,10 +64,6 @@ pub(crate) struct Registry {
     /// Spawns not tracked because the slab or index was full. Only the
     /// failing path writes it.
     pub(crate) dropped_tasks: AtomicU64,
-    /// Tasks that ended without a record: those of `dropped_tasks` that
-    /// ended, and any whose record a racing spawn overwrote (see the module
-    /// doc). Only that path writes it.
-    pub(crate) untracked_ends: AtomicU64,
 }
 
 /// One live task, read from its slot.
@@ -117,12 +91,11 @@ impl Registry {
             sites: Sites::new(capacity.sites),
             completed: Ring::new(capacity.completed),
             dropped_tasks: AtomicU64::new(0),
-            untracked_ends: AtomicU64::new(0),
         }
     }
 
     /// A task was spawned. Returns its slot reference, or `None` if it is
-    /// not tracked. Its site counts the spawn either way.
+    /// not tracked.
     #[inline]
     pub(crate) fn spawn(
         &self,
@@ -133,17 +106,21 @@ impl Registry {
         now: u64,
     ) -> Option<u32> {
         let site = self.sites.intern(location);
-        bump(&self.sites.counter(shard, site).spawned, shard);
-        let spawned = ((site as u64) << SITE_SHIFT) | tag(id) | (now & TIME_MASK);
+        let spawned = ((site as u64) << SITE_SHIFT) | (now & TIME_MASK);
+        let w = (id & self.window_mask) as u32;
         let slot = self.window_of(id);
-        // A free window slot is filled, then published by its id (see the
-        // module doc for why no locked instruction claims it first).
-        if slot.id.load(Acquire) == 0 {
-            Self::fill(slot, spawned, now);
-            slot.id.store(id, Release);
-            return Some((id & self.window_mask) as u32 | WINDOW_BIT);
-        }
-        self.spawn_overflow(cache, id, spawned, now)
+        // A free window slot is claimed (another thread may spawn a task with
+        // a colliding id at the same time), filled, then published.
+        let reference =
+            if slot.id.load(Relaxed) == 0 && slot.id.compare_exchange(0, CLAIMED, Acquire, Relaxed).is_ok() {
+                Self::fill(slot, spawned, now);
+                slot.id.store(id, Release);
+                w | WINDOW_BIT
+            } else {
+                self.spawn_overflow(cache, id, spawned, now)?
+            };
+        bump(&self.sites.counter(shard, site).spawned, shard);
+        Some(reference)
     }
 
     #[inline(always)]
@@ -258,36 +235,23 @@ impl Registry {
     /// `polling` says the calling thread is in a poll of the task that its
     /// end will count (tokio terminates a task inside its last poll).
     #[inline]
-    pub(crate) fn terminate(
-        &self,
-        cache: &mut Cache,
-        shard: usize,
-        id: u64,
-        location: &'static Location<'static>,
-        now: u64,
-        polling: bool,
-    ) {
+    pub(crate) fn terminate(&self, cache: &mut Cache, shard: usize, id: u64, now: u64, polling: bool) {
         let window = self.window_of(id);
-        let (slot, overflow) = if window.id.load(Acquire) == id {
+        let (slot, overflow) = if window.id.load(Relaxed) == id {
             (window, None)
         } else {
             let Some(slot_index) = self.index.remove(&self.slab, id) else {
-                return self.terminate_untracked(shard, location);
+                return;
             };
             (self.slab.slot(slot_index), Some(slot_index))
         };
         let spawned = slot.spawned.load(Relaxed);
-        if !tagged(spawned, id) {
-            // A racing spawn mixed its record into this one.
-            let _ = slot.id.compare_exchange(id, 0, Release, Relaxed);
-            return self.terminate_untracked(shard, location);
-        }
         let site = (spawned >> SITE_SHIFT) as u32;
         self.completed.push(
             shard,
             Completed {
                 id,
-                spawned: spawned & !(0xff << TAG_SHIFT),
+                spawned,
                 ended_ms: now,
                 polls: slot.polls.load(Relaxed) + polling as u64,
                 busy_ms: slot.busy_ms.load(Relaxed),
@@ -297,15 +261,6 @@ impl Registry {
             Some(slot_index) => self.slab.free(cache, slot_index),
             None => slot.id.store(0, Release),
         }
-        bump(&self.sites.counter(shard, site).completed, shard);
-    }
-
-    /// A task without a record ended: its site counts the end, found again
-    /// from its location.
-    #[cold]
-    fn terminate_untracked(&self, shard: usize, location: &'static Location<'static>) {
-        self.untracked_ends.fetch_add(1, Relaxed);
-        let site = self.sites.intern(location);
         bump(&self.sites.counter(shard, site).completed, shard);
     }
 
@@ -335,7 +290,7 @@ impl Registry {
         let window = self.window.iter().map(|w| &w.0);
         for slot in window.chain((0..high).map(|index| self.slab.slot(index))) {
             let id = slot.id.load(Acquire);
-            if id == 0 {
+            if id == 0 || id == CLAIMED {
                 continue;
             }
             let spawned = slot.spawned.load(Relaxed);
@@ -343,7 +298,7 @@ impl Registry {
             let polls = slot.polls.load(Relaxed);
             let busy_ms = slot.busy_ms.load(Relaxed);
             std::sync::atomic::fence(Acquire);
-            if slot.id.load(Relaxed) != id || !tagged(spawned, id) {
+            if slot.id.load(Relaxed) != id {
                 continue;
             }
             let current = match running.binary_search_by_key(&id, |&(id, _)| id) {
@@ -414,7 +369,7 @@ mod tests {
         assert_eq!(site.location, Some(here));
         assert_eq!((site.spawned, site.completed), (1, 0));
 
-        r.terminate(&mut cache, 3, 42, here, 200, false);
+        r.terminate(&mut cache, 3, 42, 200, false);
         assert!(r.tasks().is_empty());
         assert_eq!(r.lookup(42), None);
         let done = r.completed();
@@ -447,7 +402,7 @@ mod tests {
         // The last poll: tokio terminates the task inside it, before its end.
         CURRENT.start.store(160, Relaxed);
         CURRENT.id.store(42, Release);
-        r.terminate(&mut cache, 0, 42, here, 161, true);
+        r.terminate(&mut cache, 0, 42, 161, true);
         r.poll_end(42, Some(160), 161, true);
         CURRENT.id.store(0, Release);
         polls::unpublish(shard);
@@ -464,7 +419,7 @@ mod tests {
         let slot = r.spawn(&mut cache, 0, 1, here, 0).unwrap();
         r.poll_start_in_slot(slot, 5);
         // tokio terminates a task inside its last poll, before the end hook.
-        r.terminate(&mut cache, 0, 1, here, 6, false);
+        r.terminate(&mut cache, 0, 1, 6, false);
         // Task 65 maps to the same window slot as task 1.
         let reused = r.spawn(&mut cache, 0, 65, here, 7).unwrap();
         assert_eq!(reused, slot, "the freed slot is reused at once");
@@ -482,49 +437,9 @@ mod tests {
         let tracked = (1..=200).filter_map(|id| r.spawn(&mut cache, 0, id, here, 0)).count();
         assert_eq!(tracked, 128);
         assert_eq!(r.dropped_tasks.load(Relaxed), 72);
-        // The end of an untracked task touches no record, and its site
-        // counts it: the site's counts include the untracked tasks.
-        r.terminate(&mut cache, 0, 199, here, 1, false);
+        // Terminating an untracked task is harmless.
+        r.terminate(&mut cache, 0, 199, 1, false);
         assert_eq!(r.tasks().len(), 128);
-        assert_eq!(r.untracked_ends.load(Relaxed), 1);
-        let site = &r.sites()[r.site_of(r.lookup(1).unwrap()) as usize];
-        assert_eq!((site.spawned, site.completed), (200, 1));
-    }
-
-    /// What a spawn that lost the race for a window slot leaves: the slot
-    /// names the winner, with the loser's spawn word (a mixed record) or the
-    /// loser's whole record (the winner's record overwritten).
-    #[test]
-    fn a_record_mixed_or_overwritten_by_a_racing_spawn_is_neither_listed_nor_trusted() {
-        let r = registry();
-        let mut cache = Cache::default();
-        let here = Location::caller();
-        let (winner, loser) = (3, 67); // 64 apart: one window slot
-        let slot = r.spawn(&mut cache, 0, winner, here, 10).unwrap();
-        let site = r.site_of(slot);
-        let stale = ((site as u64) << SITE_SHIFT) | tag(loser) | 5;
-        r.window_of(winner).spawned.store(stale, Relaxed);
-        assert!(r.tasks().is_empty(), "a mixed record is not listed: {:?}", r.tasks());
-        r.terminate(&mut cache, 0, winner, here, 20, false);
-        assert_eq!(r.lookup(winner), None, "the mixed record's slot is freed");
-        assert!(r.completed().is_empty(), "nothing of a mixed record is kept");
-        assert_eq!(r.untracked_ends.load(Relaxed), 1);
-
-        // The loser's stores all come after the winner's: the winner's
-        // record is gone, the loser's is whole.
-        r.spawn(&mut cache, 0, winner, here, 30).unwrap();
-        Registry::fill(r.window_of(loser), stale, 5);
-        r.window_of(loser).id.store(loser, Release);
-        assert_eq!(r.tasks().iter().map(|t| t.id).collect::<Vec<_>>(), [loser]);
-        r.terminate(&mut cache, 0, winner, here, 40, false);
-        assert_eq!(r.untracked_ends.load(Relaxed), 2);
-        assert_eq!(r.lookup(loser).map(|s| s & WINDOW_BIT != 0), Some(true), "the loser's record stays");
-        r.terminate(&mut cache, 0, loser, here, 50, false);
-        assert!(r.tasks().is_empty());
-        assert_eq!(r.completed().iter().map(|c| (c.id, c.spawned_ms())).collect::<Vec<_>>(), [(loser, 5)]);
-        // Two spawns counted by `spawn`, the loser by hand above: three ends.
-        let counts = &r.sites()[site as usize];
-        assert_eq!((counts.spawned, counts.completed), (2, 3));
     }
 
     #[test]
@@ -543,7 +458,7 @@ mod tests {
         r.poll_start_in_slot(b, 10);
         r.poll_end(67, Some(10), 12, false);
         // The window's task ends; an overflow task keeps its slot.
-        r.terminate(&mut cache, 0, 3, here, 20, false);
+        r.terminate(&mut cache, 0, 3, 20, false);
         assert_eq!(r.lookup(3), None);
         assert_eq!(r.lookup(67), Some(b));
         let mut ids: Vec<_> = r.tasks().iter().map(|t| (t.id, t.polls, t.busy_ms)).collect();
@@ -551,9 +466,9 @@ mod tests {
         assert_eq!(ids, [(67, 1, 2), (131, 0, 0)]);
         // The next colliding task takes the freed window slot.
         assert_eq!(r.spawn(&mut cache, 0, 195, here, 30), Some(a));
-        r.terminate(&mut cache, 0, 67, here, 40, false);
-        r.terminate(&mut cache, 0, 131, here, 40, false);
-        r.terminate(&mut cache, 0, 195, here, 40, false);
+        r.terminate(&mut cache, 0, 67, 40, false);
+        r.terminate(&mut cache, 0, 131, 40, false);
+        r.terminate(&mut cache, 0, 195, 40, false);
         assert!(r.tasks().is_empty());
         // Each shard's ring holds its share of the capacity; here 2.
         let mut done: Vec<_> = r.completed().iter().map(|c| c.id).collect();
@@ -562,7 +477,7 @@ mod tests {
     }
 
     #[test]
-    fn concurrent_spawns_of_colliding_ids_keep_the_counts_and_leave_no_record_behind() {
+    fn concurrent_spawns_of_colliding_ids_are_each_tracked_once() {
         // Room for every thread's cache of overflow slots (64 each).
         let r = std::sync::Arc::new(Registry::new(Capacity { tasks: 1024, sites: 8, completed: 32 }));
         let here = Location::caller();
@@ -571,18 +486,14 @@ mod tests {
                 let r = r.clone();
                 std::thread::spawn(move || {
                     let mut cache = Cache::default();
-                    for round in 0..20_000u64 {
-                        // Four threads, ids 1024 apart: the same window slot,
-                        // so spawns race for it all the time.
+                    for round in 0..2000u64 {
+                        // Four threads, ids 1024 apart: the same window slot.
                         let id = 1 + t * 1024 + round * 4096;
-                        if let Some(slot) = r.spawn(&mut cache, t as usize, id, here, 0) {
-                            // A record the lookup finds is the task's own.
-                            if r.lookup(id) == Some(slot) {
-                                r.poll_start_in_slot(slot, 1);
-                            }
-                        }
+                        let slot = r.spawn(&mut cache, t as usize, id, here, 0).expect("room for four");
+                        assert_eq!(r.lookup(id), Some(slot));
+                        r.poll_start_in_slot(slot, 1);
                         r.poll_end(id, Some(1), 2, false);
-                        r.terminate(&mut cache, t as usize, id, here, 3, false);
+                        r.terminate(&mut cache, t as usize, id, 3, false);
                         assert_eq!(r.lookup(id), None);
                     }
                     r.flush(&mut cache);
@@ -592,14 +503,8 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        assert!(r.tasks().is_empty(), "{:?}", r.tasks());
+        assert!(r.tasks().is_empty());
         assert_eq!(r.dropped_tasks.load(Relaxed), 0);
-        let site = r.sites().into_iter().find(|s| s.location == Some(here)).unwrap();
-        assert_eq!((site.spawned, site.completed), (80_000, 80_000));
-        for c in r.completed() {
-            assert_eq!((c.site(), c.spawned_ms()), (1, 0), "{c:?}");
-        }
-        eprintln!("untracked ends: {}", r.untracked_ends.load(Relaxed));
     }
 
     #[test]

@@ -15,12 +15,7 @@ pub(crate) const BATCH: u32 = 64;
 pub(crate) const RUNNING: u64 = 1 << 63;
 /// Spawn-site index in the high bits of [`Slot::spawned`].
 pub(crate) const SITE_SHIFT: u32 = 48;
-/// Eight bits of the task's id in [`Slot::spawned`], below the site: a
-/// check that the word was written by the spawn of the task the slot names
-/// (see [`crate::tasks::registry`]).
-pub(crate) const TAG_SHIFT: u32 = 40;
-/// The spawn time in ms, below the tag: 40 bits, 34 years.
-pub(crate) const TIME_MASK: u64 = (1 << TAG_SHIFT) - 1;
+pub(crate) const TIME_MASK: u64 = (1 << SITE_SHIFT) - 1;
 
 /// One live task, 40 bytes. While the slot is free, `polls` links it to the
 /// next free slot and `busy_ms` links a batch to the next batch.
@@ -29,7 +24,7 @@ pub(crate) struct Slot {
     /// tokio's task id; 0 while the slot is free. Written last on spawn and
     /// first on termination, so readers can detect a slot that changed.
     pub(crate) id: AtomicU64,
-    /// `site << 48 | id tag << 40 | spawned_ms`.
+    /// `site << 48 | spawned_ms`.
     pub(crate) spawned: AtomicU64,
     /// `RUNNING | ms of the last poll start or end`.
     pub(crate) last: AtomicU64,
