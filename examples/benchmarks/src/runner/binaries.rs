@@ -16,7 +16,14 @@ pub fn build_all(modes: &[&'static Mode]) -> Result<Vec<(&'static Mode, PathBuf)
     let mut bins: Vec<(&'static Mode, PathBuf)> = Vec::new();
     for &mode in modes {
         let path = match bins.iter().find(|(m, _)| m.features == mode.features) {
-            Some((_, built)) => built.clone(),
+            // The same build, kept under this mode's name too, so that
+            // `workload-<mode>` is always this run's binary.
+            Some((_, built)) => {
+                let copy = built.with_file_name(format!("workload-{}", mode.name));
+                std::fs::copy(built, &copy)
+                    .map_err(|e| format!("copying {} to {}: {e}", built.display(), copy.display()))?;
+                copy
+            }
             None => build(mode)?,
         };
         bins.push((mode, path));
