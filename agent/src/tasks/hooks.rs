@@ -439,6 +439,28 @@ mod tests {
     }
 
     #[test]
+    fn a_poll_that_ends_its_task_leaves_the_thread_ready_for_its_next_poll() {
+        let mut builder = tokio::runtime::Builder::new_current_thread();
+        let rt = instrument(&mut builder).build().unwrap();
+        let ids: Vec<_> = rt.block_on(async {
+            let mut ids = Vec::new();
+            for _ in 0..3 {
+                // Each task ends in its first poll, on this thread.
+                let task = tokio::spawn(async {});
+                ids.push(task.id());
+                task.await.unwrap();
+            }
+            ids
+        });
+        let (current, ended) = POLLING.with(|p| (p.current.id.load(Relaxed), p.ended.get()));
+        assert!(current == 0 || current == OFF, "a poll is still marked running: {current}");
+        assert_eq!(ended, 0, "the ended task was not cleared by its poll's end");
+        for id in ids {
+            assert_eq!(completed_polls(id), Some(1), "task {id}");
+        }
+    }
+
+    #[test]
     fn the_id_hasher_recovers_tokio_ids() {
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let handle = rt.spawn(async { tokio::task::id() });
