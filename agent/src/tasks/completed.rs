@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicU64, Ordering::*};
 
 use super::sites::{SHARDS, SHARED};
-use super::slab::{zeroed_slots, SITE_SHIFT, TIME_MASK};
+use super::slab::{ms_of_word, site_of_word, zeroed_slots};
 
 #[derive(Debug, Default)]
 struct Entry {
@@ -32,12 +32,12 @@ pub(crate) struct Completed {
 impl Completed {
     /// The task's spawn-site index.
     pub(crate) fn site(&self) -> usize {
-        (self.spawned >> SITE_SHIFT) as usize
+        site_of_word(self.spawned) as usize
     }
 
     /// When the task was spawned, in coarse ms.
     pub(crate) fn spawned_ms(&self) -> u64 {
-        self.spawned & TIME_MASK
+        ms_of_word(self.spawned)
     }
 }
 

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering::*};
 use super::completed::{Completed, Ring};
 use super::index::Index;
 use super::sites::{bump, SiteCounts, Sites};
-use super::slab::{zeroed_slots, Cache, Slab, Slot, RUNNING, SITE_SHIFT, TIME_MASK};
+use super::slab::{ms_of_word, site_of_word, spawned_word, zeroed_slots, Cache, Slab, Slot, RUNNING};
 
 /// The largest direct-mapped window: 65,536 slots, 4 MiB of address space
 /// whose pages are touched as tasks use them.
@@ -106,7 +106,7 @@ impl Registry {
         now: u64,
     ) -> Option<u32> {
         let site = self.sites.intern(location);
-        let spawned = ((site as u64) << SITE_SHIFT) | (now & TIME_MASK);
+        let spawned = spawned_word(site, now);
         let w = (id & self.window_mask) as u32;
         let slot = self.window_of(id);
         // A free window slot is claimed (another thread may spawn a task with
@@ -195,7 +195,7 @@ impl Registry {
 
     /// The spawn site of the task in `slot`.
     pub(crate) fn site_of(&self, slot: u32) -> u32 {
-        (self.slot(slot).spawned.load(Relaxed) >> SITE_SHIFT) as u32
+        site_of_word(self.slot(slot).spawned.load(Relaxed))
     }
 
     /// The poll of task `id` that started at `started` ends; `count` says
@@ -246,7 +246,7 @@ impl Registry {
             (self.slab.slot(slot_index), Some(slot_index))
         };
         let spawned = slot.spawned.load(Relaxed);
-        let site = (spawned >> SITE_SHIFT) as u32;
+        let site = site_of_word(spawned);
         self.completed.push(
             shard,
             Completed {
@@ -307,8 +307,8 @@ impl Registry {
             };
             f(TaskRecord {
                 id,
-                site: (spawned >> SITE_SHIFT) as u32,
-                spawned_ms: spawned & TIME_MASK,
+                site: site_of_word(spawned),
+                spawned_ms: ms_of_word(spawned),
                 running: current.is_some() || last & RUNNING != 0,
                 last_ms: current.unwrap_or(last & !RUNNING),
                 // The poll running now is counted when it ends.

@@ -14,8 +14,27 @@ pub(crate) const BATCH: u32 = 64;
 /// The running bit of [`Slot::last`].
 pub(crate) const RUNNING: u64 = 1 << 63;
 /// Spawn-site index in the high bits of [`Slot::spawned`].
-pub(crate) const SITE_SHIFT: u32 = 48;
-pub(crate) const TIME_MASK: u64 = (1 << SITE_SHIFT) - 1;
+const SITE_SHIFT: u32 = 48;
+const TIME_MASK: u64 = (1 << SITE_SHIFT) - 1;
+
+/// The word of [`Slot::spawned`] (and of a completed task) for a task
+/// spawned at `site` at `ms`.
+#[inline(always)]
+pub(crate) fn spawned_word(site: u32, ms: u64) -> u64 {
+    ((site as u64) << SITE_SHIFT) | (ms & TIME_MASK)
+}
+
+/// The spawn site of a [`spawned_word`].
+#[inline(always)]
+pub(crate) fn site_of_word(spawned: u64) -> u32 {
+    (spawned >> SITE_SHIFT) as u32
+}
+
+/// The spawn time, in coarse ms, of a [`spawned_word`].
+#[inline(always)]
+pub(crate) fn ms_of_word(spawned: u64) -> u64 {
+    spawned & TIME_MASK
+}
 
 /// One live task, 40 bytes. While the slot is free, `polls` links it to the
 /// next free slot and `busy_ms` links a batch to the next batch.

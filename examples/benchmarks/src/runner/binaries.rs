@@ -18,12 +18,7 @@ pub fn build_all(modes: &[&'static Mode]) -> Result<Vec<(&'static Mode, PathBuf)
         let path = match bins.iter().find(|(m, _)| m.features == mode.features) {
             // The same build, kept under this mode's name too, so that
             // `workload-<mode>` is always this run's binary.
-            Some((_, built)) => {
-                let copy = built.with_file_name(format!("workload-{}", mode.name));
-                std::fs::copy(built, &copy)
-                    .map_err(|e| format!("copying {} to {}: {e}", built.display(), copy.display()))?;
-                copy
-            }
+            Some((_, built)) => keep_as(built, built.parent().ok_or("unexpected binary path")?, mode)?,
             None => build(mode)?,
         };
         bins.push((mode, path));
@@ -67,9 +62,14 @@ pub fn build(mode: &Mode) -> Result<PathBuf, Error> {
     let target = built.parent().and_then(Path::parent).ok_or("unexpected executable path")?;
     let dir = target.join("bench-bins");
     std::fs::create_dir_all(&dir)?;
+    keep_as(&built, &dir, mode)
+}
+
+/// Copies `binary` to `dir/workload-<mode>` and returns the copy's path.
+fn keep_as(binary: &Path, dir: &Path, mode: &Mode) -> Result<PathBuf, Error> {
     let copy = dir.join(format!("workload-{}", mode.name));
-    std::fs::copy(&built, &copy)
-        .map_err(|e| format!("copying {} to {}: {e}", built.display(), copy.display()))?;
+    std::fs::copy(binary, &copy)
+        .map_err(|e| format!("copying {} to {}: {e}", binary.display(), copy.display()))?;
     Ok(copy)
 }
 
