@@ -2,9 +2,9 @@
 //!
 //! Each hook reads one thread-local and one coarse-clock word. A poll's
 //! start writes only the thread-local, which the thread publishes to the
-//! agent (see [`super::polls`]); its end writes the task's slot. The
-//! thread-local also tells the heap and CPU samplers which task is being
-//! polled.
+//! agent (see [`super::polls`]); its end writes the thread's tally (see
+//! [`super::tally`]). The thread-local also tells the heap and CPU samplers
+//! which task is being polled.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering::*};
@@ -72,11 +72,16 @@ struct Polling {
     /// terminate hook inside the poll, and the poll's end has nothing left
     /// to update.
     ended: Cell<u64>,
+    /// The shard the thread owns while it publishes its polls: whose tally
+    /// counts them.
+    shard: Cell<usize>,
 }
 
 thread_local! {
     static POLLING: Polling =
-        const { Polling { current: Current::off(), inner: Cell::new((0, 0)), ended: Cell::new(0) } };
+        const {
+        Polling { current: Current::off(), inner: Cell::new((0, 0)), ended: Cell::new(0), shard: Cell::new(SHARED) }
+    };
 }
 
 /// The id and spawn-site index of the task being polled on this thread.
@@ -122,6 +127,9 @@ impl Drop for Local {
             // poll any more, and the shard can go to another thread.
             let _ = POLLING.try_with(|p| p.current.id.store(OFF, Release));
             polls::unpublish(self.shard);
+            if let Some(r) = registry() {
+                r.flush_tally(self.shard);
+            }
             OWNED[self.shard].store(false, Release);
         }
     }
@@ -226,6 +234,7 @@ mod installed {
             // no shard then.
             let shard = LOCAL.try_with(|l| l.shard).unwrap_or(SHARED);
             if shard < SHARED {
+                p.shard.set(shard);
                 polls::publish(shard, &p.current);
                 p.current.start.store(now, Relaxed);
                 p.current.id.store(id, Release);
@@ -244,8 +253,8 @@ mod installed {
         let now = coarse_ms();
         let _ = POLLING.try_with(|p| {
             if p.current.id.load(Relaxed) == id {
-                r.poll_end(id, Some(p.current.start.load(Relaxed)), now, true);
-                // After the slot's idle-since time: a reader never sees the
+                r.poll_end_tallied(p.shard.get(), id, p.current.start.load(Relaxed), now);
+                // After the tally's idle-since time: a reader never sees the
                 // task neither running nor idle since this poll.
                 p.current.id.store(0, Release);
             } else {

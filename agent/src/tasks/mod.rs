@@ -9,6 +9,7 @@ mod polls;
 mod registry;
 mod sites;
 mod slab;
+mod tally;
 
 pub use hooks::instrument;
 pub(crate) use hooks::registry;

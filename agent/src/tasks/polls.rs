@@ -1,8 +1,8 @@
 //! What each thread is polling, readable by the agent.
 //!
 //! A poll's start is only written into the polling thread's own
-//! thread-local (task id and start time); the slot of the task is written
-//! once, when the poll ends. Readers learn which tasks are running, and
+//! thread-local (task id and start time); its end is counted in the
+//! thread's tally ([`super::tally`]). Readers learn which tasks are running, and
 //! since when, from the thread-locals, which each thread publishes in the
 //! table below when it first polls. Of the lean hooks' cost on the
 //! poll-heavy benchmark, about half went to the poll start's writes into the

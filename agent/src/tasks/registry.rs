@@ -6,6 +6,9 @@
 //! direct-mapped window is tried first, and only a task whose window slot is
 //! taken by an older one (ids `WINDOW` apart, both alive) goes to the
 //! overflow: a slab with per-thread free lists and an id → slot index.
+//!
+//! A poll's end on a thread with a shard of its own writes the thread's
+//! tally ([`super::tally`]), not the task's slot.
 
 use std::panic::Location;
 use std::sync::atomic::{AtomicU64, Ordering::*};
@@ -13,7 +16,11 @@ use std::sync::atomic::{AtomicU64, Ordering::*};
 use super::completed::{Completed, Ring};
 use super::index::Index;
 use super::sites::{bump, SiteCounts, Sites};
-use super::slab::{ms_of_word, site_of_word, spawned_word, zeroed_slots, Cache, Slab, Slot, RUNNING};
+use super::slab::{
+    busy_of_word, holder_bit, holders_of_word, ms_of_word, site_of_word, spawned_word, zeroed_slots, Cache,
+    Slab, Slot, RUNNING,
+};
+use super::tally::{Delta, Entry, Tallied, Tallies};
 
 /// The largest direct-mapped window: 65,536 slots, 4 MiB of address space
 /// whose pages are touched as tasks use them.
@@ -61,6 +68,8 @@ pub(crate) struct Registry {
     index: Index,
     pub(crate) sites: Sites,
     completed: Ring,
+    /// The polls that threads with a shard of their own ended, per thread.
+    tallies: Tallies,
     /// Spawns not tracked because the slab or index was full. Only the
     /// failing path writes it.
     pub(crate) dropped_tasks: AtomicU64,
@@ -90,6 +99,7 @@ impl Registry {
             index: Index::new(capacity.tasks),
             sites: Sites::new(capacity.sites),
             completed: Ring::new(capacity.completed),
+            tallies: Tallies::new(),
             dropped_tasks: AtomicU64::new(0),
         }
     }
@@ -187,9 +197,8 @@ impl Registry {
     #[cold]
     pub(crate) fn poll_start_in_slot(&self, slot: u32, now: u64) {
         let slot = self.slot(slot);
-        // Only the polling thread writes these fields while the task lives,
-        // so a load and a store suffice; readers see either value.
-        slot.polls.store(slot.polls.load(Relaxed) + 1, Relaxed);
+        // A thread flushing its tally may add to a window slot meanwhile.
+        slot.polls.fetch_add(1, Relaxed);
         slot.last.store(now | RUNNING, Relaxed);
     }
 
@@ -198,8 +207,96 @@ impl Registry {
         site_of_word(self.slot(slot).spawned.load(Relaxed))
     }
 
-    /// The poll of task `id` that started at `started` ends; `count` says
-    /// it was not counted at its start ([`Self::poll_start_in_slot`]).
+    /// The poll of task `id` that started at `started` ends, on a thread
+    /// that owns `shard` (below [`super::sites::SHARED`]): the thread's tally
+    /// counts it.
+    ///
+    /// A task that completes in this poll has already been terminated (tokio
+    /// runs the terminate hook inside the poll): the caller skips this.
+    #[inline(always)]
+    pub(crate) fn poll_end_tallied(&self, shard: usize, id: u64, started: u64, now: u64) {
+        let entry = self.tallies.entry(shard, id);
+        if entry.id.load(Relaxed) == id {
+            entry.count(started, now);
+        } else {
+            self.first_tallied_poll_end(shard, entry, id, started, now);
+        }
+    }
+
+    /// The task's first poll end since its entry in `shard`'s tally was
+    /// made: the entry's previous task goes to its slot, and the task's slot
+    /// notes the tally. A task in the overflow is counted in its slot: its
+    /// slot may be freed and reused as a free-list link while another
+    /// thread flushes, which a window slot never is.
+    #[cold]
+    #[inline(never)]
+    fn first_tallied_poll_end(&self, shard: usize, entry: &Entry, id: u64, started: u64, now: u64) {
+        let window = self.window_of(id);
+        if window.id.load(Relaxed) != id {
+            self.poll_end(id, Some(started), now, true);
+            return;
+        }
+        if let Some((old, delta)) = entry.read() {
+            self.flush_tallied(shard, old, delta);
+        }
+        // Before the entry names the task: the task's end looks for it there.
+        window.busy_ms.fetch_or(holder_bit(shard), Relaxed);
+        self.tallies.mark_used(shard);
+        entry.reset(id, Delta::one(started, now));
+    }
+
+    /// Adds what `shard`'s tally held for task `id` to its window slot, if
+    /// the task still lives (its end collected the tally otherwise).
+    fn flush_tallied(&self, shard: usize, id: u64, delta: Delta) {
+        let window = self.window_of(id);
+        if window.id.load(Relaxed) != id {
+            return;
+        }
+        window.polls.fetch_add(delta.polls, Relaxed);
+        window.last.fetch_max(delta.last, Relaxed);
+        window.busy_ms.fetch_add(delta.busy_ms, Relaxed);
+        window.busy_ms.fetch_and(!holder_bit(shard), Relaxed);
+    }
+
+    /// A thread gives `shard` back (it exits): its tally goes to the slots,
+    /// and the next owner starts with an empty one.
+    pub(crate) fn flush_tally(&self, shard: usize) {
+        for entry in self.tallies.of(shard) {
+            if let Some((id, delta)) = entry.read() {
+                self.flush_tallied(shard, id, delta);
+                entry.reset(0, Delta::default());
+            }
+        }
+    }
+
+    /// What the tallies in `holders` (bit `i` for shard `i`) hold for task
+    /// `id`, which ends on a thread that owns `shard` (its own entry is
+    /// freed; the others are left to their owners, whose flush will not
+    /// find the task).
+    #[cold]
+    fn collect_tallied(&self, shard: usize, id: u64, holders: u64) -> Delta {
+        let mut sum = Delta::default();
+        let mut rest = holders;
+        while rest != 0 {
+            let holder = rest.trailing_zeros() as usize;
+            rest &= rest - 1;
+            let entry = self.tallies.entry(holder, id);
+            if let Some((held, delta)) = entry.read() {
+                if held == id {
+                    sum.polls += delta.polls;
+                    sum.busy_ms += delta.busy_ms;
+                    if holder == shard {
+                        entry.reset(0, Delta::default());
+                    }
+                }
+            }
+        }
+        sum
+    }
+
+    /// The poll of task `id` that started at `started` ends on a thread
+    /// without a tally, or the task lives in the overflow; `count` says it
+    /// was not counted at its start ([`Self::poll_start_in_slot`]).
     ///
     /// A task that completes in this poll has already been terminated (tokio
     /// runs the terminate hook inside the poll), so it is not found.
@@ -214,19 +311,16 @@ impl Registry {
                 None => return,
             }
         };
-        // Only the polling thread writes these fields while the task lives,
-        // so a load and a store suffice; readers see either value.
+        // A thread flushing its tally may add to a window slot meanwhile.
         if count {
-            slot.polls.store(slot.polls.load(Relaxed) + 1, Relaxed);
+            slot.polls.fetch_add(1, Relaxed);
         }
-        // Written only when it changes: most polls end in the millisecond
-        // of the task's previous one.
         if slot.last.load(Relaxed) != now {
             slot.last.store(now, Relaxed);
         }
         if let Some(started) = started {
             if now > started {
-                slot.busy_ms.store(slot.busy_ms.load(Relaxed) + (now - started), Relaxed);
+                slot.busy_ms.fetch_add(now - started, Relaxed);
             }
         }
     }
@@ -245,6 +339,10 @@ impl Registry {
             };
             (self.slab.slot(slot_index), Some(slot_index))
         };
+        // The tallies first, then the slot: an entry flushed meanwhile is
+        // then in the slot (and may be counted twice, see `super::tally`).
+        let holders = holders_of_word(slot.busy_ms.load(Relaxed));
+        let tallied = if holders != 0 { self.collect_tallied(shard, id, holders) } else { Delta::default() };
         let spawned = slot.spawned.load(Relaxed);
         let site = site_of_word(spawned);
         self.completed.push(
@@ -253,8 +351,8 @@ impl Registry {
                 id,
                 spawned,
                 ended_ms: now,
-                polls: slot.polls.load(Relaxed) + polling as u64,
-                busy_ms: slot.busy_ms.load(Relaxed),
+                polls: slot.polls.load(Relaxed) + tallied.polls + polling as u64,
+                busy_ms: busy_of_word(slot.busy_ms.load(Relaxed)) + tallied.busy_ms,
             },
         );
         match overflow {
@@ -286,6 +384,8 @@ impl Registry {
     /// completed meanwhile may or may not be seen).
     pub(crate) fn for_each_task(&self, mut f: impl FnMut(TaskRecord)) {
         let running = super::polls::running();
+        // The tallies before the slots, as at a task's end.
+        let tallied: Tallied = self.tallies.read_all();
         let high = self.slab.high_water();
         let window = self.window.iter().map(|w| &w.0);
         for slot in window.chain((0..high).map(|index| self.slab.slot(index))) {
@@ -305,15 +405,25 @@ impl Registry {
                 Ok(i) => Some(running[i].1),
                 Err(_) => None,
             };
+            let held = if tallied.is_empty() {
+                Delta::default()
+            } else {
+                tallied.get(&id).copied().unwrap_or_default()
+            };
+            let in_slot = last & RUNNING != 0;
             f(TaskRecord {
                 id,
                 site: site_of_word(spawned),
                 spawned_ms: ms_of_word(spawned),
-                running: current.is_some() || last & RUNNING != 0,
-                last_ms: current.unwrap_or(last & !RUNNING),
+                running: current.is_some() || in_slot,
+                last_ms: match current {
+                    Some(start) => start,
+                    None if in_slot => last & !RUNNING,
+                    None => last.max(held.last),
+                },
                 // The poll running now is counted when it ends.
-                polls: polls + current.is_some() as u64,
-                busy_ms,
+                polls: polls + held.polls + current.is_some() as u64,
+                busy_ms: busy_of_word(busy_ms) + held.busy_ms,
             });
         }
     }
@@ -333,6 +443,7 @@ impl Registry {
             + self.index.reserved_bytes()
             + self.sites.reserved_bytes()
             + self.completed.reserved_bytes()
+            + self.tallies.reserved_bytes()
     }
 
     /// Bytes the registry reserves per tracked live task: a slot and two
@@ -395,20 +506,146 @@ mod tests {
         CURRENT.id.store(42, Release);
         let t = r.tasks()[0];
         assert_eq!((t.running, t.last_ms, t.polls), (true, 150, 1), "the running poll counts");
-        r.poll_end(42, Some(150), 152, true);
+        r.poll_end_tallied(shard, 42, 150, 152);
         CURRENT.id.store(0, Release);
         let t = r.tasks()[0];
         assert_eq!((t.running, t.last_ms, t.polls, t.busy_ms), (false, 152, 1, 2));
-        // The last poll: tokio terminates the task inside it, before its end.
+        // The last poll: tokio terminates the task inside it, before its end
+        // (which the hooks then skip).
         CURRENT.start.store(160, Relaxed);
         CURRENT.id.store(42, Release);
-        r.terminate(&mut cache, 0, 42, 161, true);
-        r.poll_end(42, Some(160), 161, true);
+        r.terminate(&mut cache, shard, 42, 161, true);
         CURRENT.id.store(0, Release);
         polls::unpublish(shard);
         assert!(r.tasks().is_empty());
         let done = r.completed();
-        assert_eq!((done[0].id, done[0].polls, done[0].ended_ms), (42, 2, 161));
+        assert_eq!((done[0].id, done[0].polls, done[0].busy_ms, done[0].ended_ms), (42, 2, 2, 161));
+        assert!(r.tallies.read_all().is_empty(), "the ending thread's entry was not freed");
+    }
+
+    #[test]
+    fn a_task_polled_on_several_threads_ends_with_every_tally_counted() {
+        let r = registry();
+        let mut cache = Cache::default();
+        let here = Location::caller();
+        // Ids that no other test publishes as running (see `super::polls`).
+        const T: u64 = 700_007;
+        r.spawn(&mut cache, 0, T, here, 100).unwrap();
+        // Shards 1 and 2 each end polls of task T (tokio moved it).
+        r.poll_end_tallied(1, T, 100, 101);
+        r.poll_end_tallied(2, T, 101, 104);
+        r.poll_end_tallied(1, T, 104, 104);
+        let t = r.tasks()[0];
+        assert_eq!((t.polls, t.last_ms, t.busy_ms, t.running), (3, 104, 4, false));
+        // It ends on a thread of shard 2; shard 1's entry is left to its
+        // owner, whose flush will not find the task.
+        r.terminate(&mut cache, 2, T, 110, true);
+        let done = r.completed();
+        assert_eq!((done[0].id, done[0].polls, done[0].busy_ms), (T, 4, 4));
+        assert_eq!(
+            r.tallies.read_all().keys().copied().collect::<Vec<_>>(),
+            [T],
+            "shard 2's entry not freed"
+        );
+        r.flush_tally(1);
+        assert!(r.tallies.read_all().is_empty());
+        assert!(r.tasks().is_empty());
+    }
+
+    #[test]
+    fn a_tally_entry_taken_by_another_task_goes_to_its_slot() {
+        use super::super::tally::ENTRIES;
+        let r = Registry::new(Capacity { tasks: 2 * ENTRIES as u32, sites: 8, completed: 32 });
+        let mut cache = Cache::default();
+        let here = Location::caller();
+        // Ids that no other test publishes as running (see `super::polls`).
+        let (a, b) = (900_005, 900_005 + ENTRIES as u64);
+        r.spawn(&mut cache, 0, a, here, 0).unwrap();
+        r.spawn(&mut cache, 0, b, here, 0).unwrap();
+        r.poll_end_tallied(3, a, 10, 12);
+        r.poll_end_tallied(3, a, 12, 13);
+        // b takes a's entry: a's two polls go to a's slot.
+        r.poll_end_tallied(3, b, 20, 20);
+        let slot = r.window_of(a);
+        assert_eq!(slot.polls.load(Relaxed), 2);
+        assert_eq!((slot.last.load(Relaxed), busy_of_word(slot.busy_ms.load(Relaxed))), (13, 3));
+        assert_eq!(holders_of_word(slot.busy_ms.load(Relaxed)), 0, "shard 3 no longer holds a's polls");
+        let mut seen: Vec<_> = r.tasks().iter().map(|t| (t.id, t.polls, t.last_ms, t.busy_ms)).collect();
+        seen.sort();
+        assert_eq!(seen, [(a, 2, 13, 3), (b, 1, 20, 0)]);
+        // The thread exits: b's entry goes to its slot too.
+        r.flush_tally(3);
+        assert!(r.tallies.read_all().is_empty());
+        assert_eq!(r.window_of(b).polls.load(Relaxed), 1);
+        r.terminate(&mut cache, 0, a, 30, false);
+        r.terminate(&mut cache, 0, b, 30, false);
+        let mut done: Vec<_> = r.completed().iter().map(|c| (c.id, c.polls, c.busy_ms)).collect();
+        done.sort();
+        assert_eq!(done, [(a, 2, 3), (b, 1, 0)]);
+    }
+
+    #[test]
+    fn overflow_tasks_are_counted_in_their_slot_not_in_a_tally() {
+        let r = registry();
+        let mut cache = Cache::default();
+        let here = Location::caller();
+        // 3 takes window slot 3; 67 goes to the overflow.
+        r.spawn(&mut cache, 0, 3, here, 0).unwrap();
+        r.spawn(&mut cache, 0, 67, here, 0).unwrap();
+        r.poll_end_tallied(4, 67, 1, 2);
+        r.poll_end_tallied(4, 67, 2, 2);
+        assert!(r.tallies.read_all().is_empty());
+        let t = r.tasks().into_iter().find(|t| t.id == 67).unwrap();
+        assert_eq!((t.polls, t.last_ms, t.busy_ms), (2, 2, 1));
+        r.terminate(&mut cache, 4, 67, 5, false);
+        assert_eq!((r.completed()[0].id, r.completed()[0].polls), (67, 2));
+    }
+
+    #[test]
+    fn threads_tallying_polls_of_tasks_they_pass_around_lose_none() {
+        use super::super::sites::SHARDS;
+        // Eight tasks handed between four threads in turn, as tokio's
+        // workers steal them; each thread ends polls in its own tally.
+        use std::sync::{Arc, Barrier};
+        // Room for eight completed tasks in shard 0's share of the ring.
+        let r = Arc::new(Registry::new(Capacity { tasks: 64, sites: 8, completed: 8 * SHARDS }));
+        let here = Location::caller();
+        let mut cache = Cache::default();
+        // Ids that no other test publishes as running (see `super::polls`).
+        const FIRST: u64 = 800_001;
+        for id in FIRST..FIRST + 8 {
+            r.spawn(&mut cache, 0, id, here, 0).unwrap();
+        }
+        const ROUNDS: u64 = 2_000;
+        let barrier = Arc::new(Barrier::new(4));
+        let threads: Vec<_> = (0..4usize)
+            .map(|shard| {
+                let (r, barrier) = (r.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    for round in 0..ROUNDS {
+                        // Each round, thread `shard` polls tasks shard + 1
+                        // and shard + 5, moved on by one thread every round.
+                        for task in [FIRST, FIRST + 4] {
+                            let id = (shard as u64 + round) % 4 + task;
+                            r.poll_end_tallied(shard, id, round, round + 1);
+                        }
+                        barrier.wait();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        for t in r.tasks() {
+            assert_eq!((t.polls, t.busy_ms, t.last_ms), (ROUNDS, ROUNDS, ROUNDS), "task {}", t.id);
+        }
+        for id in FIRST..FIRST + 8 {
+            r.terminate(&mut cache, 0, id, 5000, false);
+        }
+        let done = r.completed();
+        assert_eq!(done.len(), 8);
+        assert!(done.iter().all(|c| c.polls == ROUNDS && c.busy_ms == ROUNDS), "{done:?}");
     }
 
     #[test]

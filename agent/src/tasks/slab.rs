@@ -36,6 +36,32 @@ pub(crate) fn ms_of_word(spawned: u64) -> u64 {
     spawned & TIME_MASK
 }
 
+/// Which tallies may hold polls of a window slot's task
+/// ([`super::tally`]): one bit per ownable shard, above the busy ms in
+/// [`Slot::busy_ms`].
+const HOLDERS_SHIFT: u32 = 48;
+const _: () = assert!(HOLDERS_SHIFT as usize + super::sites::SHARED <= 64);
+
+/// The bit of [`Slot::busy_ms`] that says `shard`'s tally may hold polls of
+/// the task.
+#[inline(always)]
+pub(crate) fn holder_bit(shard: usize) -> u64 {
+    1 << (HOLDERS_SHIFT as usize + shard)
+}
+
+/// The shards whose tallies may hold polls of the task, from its
+/// [`Slot::busy_ms`] word: bit `i` for shard `i`.
+#[inline(always)]
+pub(crate) fn holders_of_word(busy: u64) -> u64 {
+    busy >> HOLDERS_SHIFT
+}
+
+/// The busy ms of a [`Slot::busy_ms`] word.
+#[inline(always)]
+pub(crate) fn busy_of_word(busy: u64) -> u64 {
+    busy & TIME_MASK
+}
+
 /// One live task, 40 bytes. While the slot is free, `polls` links it to the
 /// next free slot and `busy_ms` links a batch to the next batch.
 #[derive(Debug, Default)]
@@ -48,6 +74,8 @@ pub(crate) struct Slot {
     /// `RUNNING | ms of the last poll start or end`.
     pub(crate) last: AtomicU64,
     pub(crate) polls: AtomicU64,
+    /// `holders << 48 | busy ms` (see [`holder_bit`]); holders only in
+    /// window slots.
     pub(crate) busy_ms: AtomicU64,
 }
 
