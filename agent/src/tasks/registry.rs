@@ -387,8 +387,10 @@ impl Registry {
         // The tallies before the slots, as at a task's end.
         let tallied: Tallied = self.tallies.read_all();
         let high = self.slab.high_water();
-        let window = self.window.iter().map(|w| &w.0);
-        for slot in window.chain((0..high).map(|index| self.slab.slot(index))) {
+        // Only window tasks have polls in the tallies.
+        let window = self.window.iter().map(|w| (&w.0, !tallied.is_empty()));
+        let overflow = (0..high).map(|index| (self.slab.slot(index), false));
+        for (slot, tallies) in window.chain(overflow) {
             let id = slot.id.load(Acquire);
             if id == 0 || id == CLAIMED {
                 continue;
@@ -405,11 +407,8 @@ impl Registry {
                 Ok(i) => Some(running[i].1),
                 Err(_) => None,
             };
-            let held = if tallied.is_empty() {
-                Delta::default()
-            } else {
-                tallied.get(&id).copied().unwrap_or_default()
-            };
+            let held =
+                if !tallies { Delta::default() } else { tallied.get(&id).copied().unwrap_or_default() };
             let in_slot = last & RUNNING != 0;
             f(TaskRecord {
                 id,
