@@ -1,12 +1,11 @@
 //! Each thread's tally of the polls it ends.
 //!
-//! tokio's workers steal tasks from one another all the time; on the
-//! poll-heavy benchmark a task changes workers every few polls. When a poll's
-//! end wrote the task's slot, each such move made that write miss on a cache
-//! line the other worker had written last: 3 to 9 points of the lean ratio
-//! (BENCHMARKS.md, "A tally per thread"). A thread with a shard of its own
-//! now counts the polls it ends in its tally instead: a direct-mapped table,
-//! keyed by task id, that only that thread writes.
+//! When a poll's end wrote the task's slot, that write was most of the lean
+//! hooks' own cost on the poll-heavy benchmark: one more cache line per
+//! poll, in a slot that the spawning worker wrote and that any worker may
+//! poll (BENCHMARKS.md, "A tally per thread"). A thread with a shard of its
+//! own now counts the polls it ends in its tally instead: a direct-mapped
+//! table of 32-byte entries, keyed by task id, that only that thread writes.
 //!
 //! - A task's entry goes to its slot when another task needs the entry's
 //!   place, and when the thread exits.
@@ -15,11 +14,13 @@
 //!   end collects those entries into its completed record.
 //! - Readers add the entries to the slots.
 //!
-//! Races: an entry flushed into its slot at the very moment its task ends,
-//! or while a reader copies the registry, can be counted twice or not at all
-//! by that end or that copy. It takes a thread evicting the entry (a poll of
-//! another task whose id is a multiple of [`ENTRIES`] away) within the few
-//! nanoseconds of the end; the live counts are right again at the next read.
+//! Races: a thread may flush an entry while the entry's task ends, or while
+//! a reader copies the registry. That end or that copy may then count the
+//! entry's polls twice, never zero times: both read the tallies before the
+//! slot. A flush that also loses to the spawn of a new task into the same
+//! window slot adds to the newcomer. Each takes a thread evicting the entry
+//! (ending a poll of another task whose id is a multiple of [`ENTRIES`]
+//! away) within the few nanoseconds of the task's end.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
