@@ -255,7 +255,8 @@ impl Registry {
         window.polls.fetch_add(delta.polls, Relaxed);
         window.last.fetch_max(delta.last, Relaxed);
         window.busy_ms.fetch_add(delta.busy_ms, Relaxed);
-        window.busy_ms.fetch_and(!holder_bit(shard), Relaxed);
+        // Release: a task's end that no longer sees the bit sees the adds.
+        window.busy_ms.fetch_and(!holder_bit(shard), Release);
     }
 
     /// A thread gives `shard` back (it exits): its tally goes to the slots,
@@ -341,7 +342,7 @@ impl Registry {
         };
         // The tallies first, then the slot: an entry flushed meanwhile is
         // then in the slot (and may be counted twice, see `super::tally`).
-        let holders = holders_of_word(slot.busy_ms.load(Relaxed));
+        let holders = holders_of_word(slot.busy_ms.load(Acquire));
         let tallied = if holders != 0 { self.collect_tallied(shard, id, holders) } else { Delta::default() };
         let spawned = slot.spawned.load(Relaxed);
         let site = site_of_word(spawned);
@@ -601,34 +602,35 @@ mod tests {
     }
 
     #[test]
-    fn threads_tallying_polls_of_tasks_they_pass_around_lose_none() {
+    fn threads_tallying_polls_of_the_same_tasks_at_once_lose_none() {
+        // Four threads end polls of the same eight tasks at once, tasks
+        // `k` and `k + ENTRIES` sharing an entry: every poll end evicts the
+        // other task's entry, so the threads keep flushing into the same
+        // slots concurrently.
         use super::super::sites::SHARDS;
-        // Eight tasks handed between four threads in turn, as tokio's
-        // workers steal them; each thread ends polls in its own tally.
-        use std::sync::{Arc, Barrier};
-        // Room for eight completed tasks in shard 0's share of the ring.
-        let r = Arc::new(Registry::new(Capacity { tasks: 64, sites: 8, completed: 8 * SHARDS }));
+        use super::super::tally::ENTRIES;
+        use std::sync::Arc;
+        // Room for eight completed tasks in shard 0's share of the ring, and
+        // a window wide enough for ids ENTRIES apart.
+        let capacity = Capacity { tasks: 2 * ENTRIES as u32, sites: 8, completed: 8 * SHARDS };
+        let r = Arc::new(Registry::new(capacity));
         let here = Location::caller();
         let mut cache = Cache::default();
         // Ids that no other test publishes as running (see `super::polls`).
         const FIRST: u64 = 800_001;
-        for id in FIRST..FIRST + 8 {
+        let ids: Vec<u64> = (0..4).flat_map(|k| [FIRST + k, FIRST + k + ENTRIES as u64]).collect();
+        for &id in &ids {
             r.spawn(&mut cache, 0, id, here, 0).unwrap();
         }
-        const ROUNDS: u64 = 2_000;
-        let barrier = Arc::new(Barrier::new(4));
+        const ROUNDS: u64 = 20_000;
         let threads: Vec<_> = (0..4usize)
             .map(|shard| {
-                let (r, barrier) = (r.clone(), barrier.clone());
+                let (r, ids) = (r.clone(), ids.clone());
                 std::thread::spawn(move || {
                     for round in 0..ROUNDS {
-                        // Each round, thread `shard` polls tasks shard + 1
-                        // and shard + 5, moved on by one thread every round.
-                        for task in [FIRST, FIRST + 4] {
-                            let id = (shard as u64 + round) % 4 + task;
+                        for &id in &ids {
                             r.poll_end_tallied(shard, id, round, round + 1);
                         }
-                        barrier.wait();
                     }
                 })
             })
@@ -636,15 +638,16 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
+        let polls = 4 * ROUNDS;
         for t in r.tasks() {
-            assert_eq!((t.polls, t.busy_ms, t.last_ms), (ROUNDS, ROUNDS, ROUNDS), "task {}", t.id);
+            assert_eq!((t.polls, t.busy_ms, t.last_ms), (polls, polls, ROUNDS), "task {}", t.id);
         }
-        for id in FIRST..FIRST + 8 {
-            r.terminate(&mut cache, 0, id, 5000, false);
+        for &id in &ids {
+            r.terminate(&mut cache, 0, id, 50_000, false);
         }
         let done = r.completed();
         assert_eq!(done.len(), 8);
-        assert!(done.iter().all(|c| c.polls == ROUNDS && c.busy_ms == ROUNDS), "{done:?}");
+        assert!(done.iter().all(|c| c.polls == polls && c.busy_ms == polls), "{done:?}");
     }
 
     #[test]

@@ -18,9 +18,10 @@
 //! a reader copies the registry. That end or that copy may then count the
 //! entry's polls twice, never zero times: both read the tallies before the
 //! slot. A flush that also loses to the spawn of a new task into the same
-//! window slot adds to the newcomer. Each takes a thread evicting the entry
+//! window slot adds to the newcomer. Each takes a thread flushing the entry
+//! at the moment of the task's end: for the few nanoseconds of an eviction
 //! (ending a poll of another task whose id is a multiple of [`ENTRIES`]
-//! away) within the few nanoseconds of the task's end.
+//! away), or during the sweep of the whole tally when the thread exits.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -88,7 +89,9 @@ impl Entry {
     /// Makes the entry task `id`'s, holding `delta` (owning thread only;
     /// `id` 0 frees it).
     pub(crate) fn reset(&self, id: u64, delta: Delta) {
-        self.id.store(0, Relaxed);
+        // Release: a reader that sees the entry empty sees the flush of
+        // what it held (into the task's slot) too.
+        self.id.store(0, Release);
         fence(Release);
         self.polls.store(delta.polls, Relaxed);
         self.last.store(delta.last, Relaxed);
