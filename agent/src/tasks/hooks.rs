@@ -73,7 +73,8 @@ struct Polling {
     /// to update.
     ended: Cell<u64>,
     /// The shard the thread owns while it publishes its polls: whose tally
-    /// counts them.
+    /// counts them. A copy of `Local::shard`, which the poll's end cannot
+    /// read as cheaply (that thread-local has a destructor).
     shard: Cell<usize>,
 }
 

@@ -233,7 +233,9 @@ impl Registry {
     fn first_tallied_poll_end(&self, shard: usize, entry: &Entry, id: u64, started: u64, now: u64) {
         let window = self.window_of(id);
         if window.id.load(Relaxed) != id {
-            self.poll_end(id, Some(started), now, true);
+            if let Some(index) = self.lookup_overflow(id) {
+                Self::count_in_slot(self.slab.slot(index), Some(started), now, true);
+            }
             return;
         }
         if let Some((old, delta)) = entry.read() {
@@ -284,8 +286,7 @@ impl Registry {
             let entry = self.tallies.entry(holder, id);
             if let Some((held, delta)) = entry.read() {
                 if held == id {
-                    sum.polls += delta.polls;
-                    sum.busy_ms += delta.busy_ms;
+                    sum.add(delta);
                     if holder == shard {
                         entry.reset(0, Delta::default());
                     }
@@ -312,6 +313,12 @@ impl Registry {
                 None => return,
             }
         };
+        Self::count_in_slot(slot, started, now, count);
+    }
+
+    /// Counts a poll's end in a live task's slot (see [`Self::poll_end`]).
+    #[inline]
+    fn count_in_slot(slot: &Slot, started: Option<u64>, now: u64, count: bool) {
         // A thread flushing its tally may add to a window slot meanwhile.
         if count {
             slot.polls.fetch_add(1, Relaxed);

@@ -59,7 +59,7 @@ pub(crate) fn holders_of_word(busy: u64) -> u64 {
 /// The busy ms of a [`Slot::busy_ms`] word.
 #[inline(always)]
 pub(crate) fn busy_of_word(busy: u64) -> u64 {
-    busy & TIME_MASK
+    busy & ((1 << HOLDERS_SHIFT) - 1)
 }
 
 /// One live task, 40 bytes. While the slot is free, `polls` links it to the

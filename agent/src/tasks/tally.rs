@@ -63,7 +63,7 @@ impl Delta {
         Delta { polls: 1, last: now, busy_ms: now.saturating_sub(started) }
     }
 
-    fn add(&mut self, other: Delta) {
+    pub(crate) fn add(&mut self, other: Delta) {
         self.polls += other.polls;
         self.last = self.last.max(other.last);
         self.busy_ms += other.busy_ms;
